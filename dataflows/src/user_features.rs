@@ -1,0 +1,558 @@
+//! The user stage: bots, sessions and windowed user features (SPEC sections 3-5).
+//!
+//! Events are exchanged by `user_id`; each worker owns its users. An operator
+//! stashes arriving events until an output tick `A` closes (its input frontier
+//! passes `A`), then applies every event with `ts < A` in `ts` order and moves
+//! every user whose state changes at `A` to `A`:
+//!
+//! * per user, the accepted events of the retention period (the horizon, or
+//!   the trend baseline if longer) in a deque, 32 bytes each;
+//! * per window, event aggregates (counts, spend in exact fixed point, hour
+//!   histogram, product multiset) over the counted range of that deque — an
+//!   event is added once and removed once per window, found by a cursor;
+//! * sessions and their per-window aggregates ([`crate::sessions`]);
+//! * a [`BotDetector`]; once it fires the user's earlier events are retracted
+//!   from the trend stage and the site-wide counts, its feature row is deleted
+//!   and only its id is kept: later events are dropped at the door, O(1).
+//!
+//! A user is visited at `A` only if it received events or a window edge of it
+//! falls in `(previous tick, A]` (a timer heap keyed by the next edge), so the
+//! cost is O(1) amortized per event and window. Each visited user emits its
+//! full record (or its deletion) for `A`; the sink writes it.
+//!
+//! The stage also keeps this worker's share of the site-wide accepted-event
+//! counts per trend width (SPEC section 6's `w*`), sent per tick to the trend
+//! width aggregator.
+
+use crate::bots::BotDetector;
+use crate::event::{Event, EventKind};
+use crate::intern::{Interner, NONE};
+use crate::messages::{route_hash, Contribution, EntityKind, FeatureChange, Ingest};
+use crate::params::Params;
+use crate::sessions::{SessionAgg, Sessions, MAX_WINDOWS};
+use crate::windows::WindowLog;
+use crate::Counters;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+/// Spend is summed in fixed point, 2^-50 units, so that adding and removing
+/// prices in any order gives exactly the same total.
+const SPEND_SCALE: f64 = (1u64 << 50) as f64;
+
+/// What the user stage emits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum UserOut {
+    /// A feature row for the sink.
+    Feature(FeatureChange),
+    /// A trend contribution for the trend stage.
+    Trend(Contribution),
+    /// This worker's site-wide accepted-event counts per trend width as of `at`.
+    Site {
+        /// The output tick.
+        at: u64,
+        /// Counts, one per trend width.
+        counts: Vec<i64>,
+    },
+}
+
+/// One accepted event in a user's state.
+#[derive(Debug, Clone, Copy)]
+struct Ev {
+    ts: u64,
+    price: f64,
+    product: u32,
+    category: u32,
+    device: u32,
+    kind: EventKind,
+}
+
+/// Event features of one window.
+#[derive(Debug, Clone, Default)]
+struct EventAgg {
+    counts: [u32; 3],
+    spend: i128,
+    hours: [u32; 24],
+    products: FxHashMap<u32, u32>,
+}
+
+impl EventAgg {
+    fn apply(&mut self, e: &Ev, diff: i32) {
+        let k = e.kind as usize;
+        self.counts[k] = (self.counts[k] as i32 + diff) as u32;
+        if e.kind == EventKind::Purchase {
+            self.spend += i128::from(diff) * (e.price * SPEND_SCALE) as i128;
+        }
+        let h = ((e.ts / 3_600_000) % 24) as usize;
+        self.hours[h] = (self.hours[h] as i32 + diff) as u32;
+        if e.product != NONE {
+            if diff > 0 {
+                *self.products.entry(e.product).or_insert(0) += 1;
+            } else if let Some(c) = self.products.get_mut(&e.product) {
+                *c -= 1;
+                if *c == 0 {
+                    self.products.remove(&e.product);
+                }
+            }
+        }
+    }
+}
+
+/// Everything kept for one (non-bot) user.
+#[derive(Debug, Default)]
+struct UserState {
+    id: Box<str>,
+    events: VecDeque<Ev>,
+    /// Absolute index of `events[0]`.
+    base: u64,
+    /// Absolute index of the first event in the horizon.
+    horizon: u64,
+    /// Absolute index of the first event not yet applied to windows and sessions.
+    applied: u64,
+    /// Per window: the counted range of events, absolute indices.
+    lo: [u64; MAX_WINDOWS],
+    event_aggs: Vec<EventAgg>,
+    session_aggs: Vec<SessionAgg>,
+    sessions: Sessions,
+    last_purchase: Option<u64>,
+    bots: BotDetector,
+    /// Accepted events ever applied (for the reconciliation of counts).
+    total: u64,
+    has_record: bool,
+    dirty: bool,
+    wake: u64,
+}
+
+impl UserState {
+    fn new(id: &str, windows: usize) -> Self {
+        UserState {
+            id: id.into(),
+            event_aggs: vec![EventAgg::default(); windows],
+            session_aggs: vec![SessionAgg::default(); windows],
+            ..Default::default()
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.events.len() as u64
+    }
+
+    fn ev(&self, abs: u64) -> &Ev {
+        &self.events[(abs - self.base) as usize]
+    }
+
+    /// Moves the user to tick `now`, applying pushed events. Returns the tick of its next change.
+    fn advance(&mut self, now: u64, p: &Params, widths: &[u64], devices: &Interner) -> Option<u64> {
+        let smaller = |a: u32, b: u32| devices.name(a) < devices.name(b);
+        let end = self.end();
+        // New events: into every window (cursors below take out what is already outside) and sessions.
+        for abs in self.applied..end {
+            let e = self.events[(abs - self.base) as usize];
+            for agg in &mut self.event_aggs {
+                agg.apply(&e, 1);
+            }
+            self.sessions.add_event(e.ts, e.kind, e.device, p.session_gap_ms, &mut self.session_aggs, smaller);
+        }
+        self.applied = end;
+        // The horizon cut shrinks the first session.
+        let horizon_lo = now.saturating_sub(p.horizon_ms());
+        let mut cut = false;
+        while self.horizon < end && self.ev(self.horizon).ts < horizon_lo {
+            let kind = self.ev(self.horizon).kind;
+            self.sessions.drop_first_event(kind, &mut self.session_aggs);
+            self.horizon += 1;
+            cut = true;
+        }
+        if cut && self.horizon < end {
+            let start = self.ev(self.horizon).ts;
+            let mut device = self.ev(self.horizon).device;
+            let mut i = self.horizon + 1;
+            while i < end && self.ev(i).ts == start {
+                if smaller(self.ev(i).device, device) {
+                    device = self.ev(i).device;
+                }
+                i += 1;
+            }
+            self.sessions.set_front_start(start, device);
+        }
+        self.sessions.settle(now, widths, &mut self.session_aggs);
+        // Events leaving each window.
+        for (w, &width) in widths.iter().enumerate() {
+            let lo_ts = now.saturating_sub(width);
+            let mut lo = self.lo[w].max(self.base);
+            while lo < end {
+                let e = self.events[(lo - self.base) as usize];
+                if e.ts >= lo_ts {
+                    break;
+                }
+                self.event_aggs[w].apply(&e, -1);
+                lo += 1;
+            }
+            self.lo[w] = lo;
+        }
+        // Retention: keep what a bot flag would have to retract from the trends.
+        let keep_lo = now.saturating_sub(p.retention_ms());
+        while self.base < self.horizon && self.events.front().is_some_and(|e| e.ts < keep_lo) {
+            self.events.pop_front();
+            self.base += 1;
+        }
+        // The next window edge.
+        let tick_after = |t: u64| p.tick_after(t);
+        let event_exit = widths
+            .iter()
+            .enumerate()
+            .filter(|&(w, _)| self.lo[w] < end)
+            .map(|(w, &width)| tick_after(self.ev(self.lo[w]).ts + width))
+            .min();
+        let retention_exit = self.events.front().filter(|_| self.base < self.horizon).map(|e| tick_after(e.ts + p.retention_ms()));
+        let session_exit = self.sessions.next_exit(widths, tick_after);
+        [event_exit, retention_exit, session_exit].into_iter().flatten().min()
+    }
+
+    fn in_horizon(&self) -> bool {
+        self.horizon < self.end()
+    }
+
+    /// The SPEC section 5 record as a JSON object.
+    fn record(&self, p: &Params, devices: &Interner, horizon_lo: u64) -> String {
+        let mut s = String::with_capacity(1600);
+        s.push('{');
+        for (w, win) in p.windows.iter().enumerate() {
+            let ea = &self.event_aggs[w];
+            let sa = &self.session_aggs[w];
+            let n = &win.name;
+            let spend = ea.spend as f64 / SPEND_SCALE;
+            let _ = write!(
+                s,
+                "\"views_{n}\":{},\"carts_{n}\":{},\"purchases_{n}\":{},\"spend_{n}\":{},\"distinct_products_{n}\":{},\"hour_hist_{n}\":[",
+                ea.counts[0],
+                ea.counts[1],
+                ea.counts[2],
+                json_f64(spend),
+                ea.products.len()
+            );
+            for (h, c) in ea.hours.iter().enumerate() {
+                if h > 0 {
+                    s.push(',');
+                }
+                let _ = write!(s, "{c}");
+            }
+            let _ = write!(
+                s,
+                "],\"sessions_{n}\":{},\"cart_sessions_{n}\":{},\"purchase_sessions_{n}\":{},\"session_ms_{n}\":{},\"browse_devices_{n}\":",
+                sa.sessions, sa.cart_sessions, sa.purchase_sessions, sa.session_ms
+            );
+            write_devices(&mut s, &sa.browse_devices.0, devices);
+            let _ = write!(s, ",\"purchase_devices_{n}\":");
+            write_devices(&mut s, &sa.purchase_devices.0, devices);
+            s.push(',');
+        }
+        let last_event = self.events.back().map(|e| e.ts).unwrap_or(0);
+        let _ = write!(s, "\"last_event_ts\":{last_event},\"last_cart_session_ts\":");
+        write_opt(&mut s, self.sessions.last_cart_start());
+        s.push_str(",\"last_purchase_ts\":");
+        write_opt(&mut s, self.last_purchase.filter(|&t| t >= horizon_lo));
+        s.push_str(",\"cart_session_gap_ms\":");
+        match self.sessions.cart_session_gap() {
+            Some(g) => s.push_str(&json_f64(g)),
+            None => s.push_str("null"),
+        }
+        s.push('}');
+        s
+    }
+}
+
+fn json_f64(v: f64) -> String {
+    serde_json::to_string(&v).unwrap_or_else(|_| "null".into())
+}
+
+fn write_opt(s: &mut String, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            let _ = write!(s, "{v}");
+        }
+        None => s.push_str("null"),
+    }
+}
+
+fn write_devices(s: &mut String, counts: &[(u32, u32)], devices: &Interner) {
+    let mut named: Vec<(&str, u32)> = counts.iter().map(|&(d, c)| (devices.name(d), c)).collect();
+    named.sort_unstable();
+    s.push('{');
+    for (i, (name, c)) in named.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&serde_json::to_string(name).unwrap_or_default());
+        let _ = write!(s, ":{c}");
+    }
+    s.push('}');
+}
+
+/// One worker's users.
+pub struct UserStage {
+    params: Params,
+    widths: Vec<u64>,
+    users: FxHashMap<Box<str>, usize>,
+    slots: Vec<Option<UserState>>,
+    free: Vec<usize>,
+    bots: FxHashSet<Box<str>>,
+    pending: Vec<Event>,
+    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    products: Interner,
+    categories: Interner,
+    devices: Interner,
+    site: WindowLog<()>,
+    site_counts: Vec<i64>,
+    counters: Arc<Counters>,
+}
+
+impl UserStage {
+    /// A stage with no users.
+    pub fn new(params: Params, counters: Arc<Counters>) -> Self {
+        let widths = params.windows.iter().map(|w| w.ms).collect();
+        let n = params.trend_widths_ms.len();
+        UserStage {
+            site: WindowLog::new(params.trend_widths_ms.clone()),
+            site_counts: vec![0; n],
+            params,
+            widths,
+            users: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            bots: FxHashSet::default(),
+            pending: Vec::new(),
+            timers: BinaryHeap::new(),
+            products: Interner::default(),
+            categories: Interner::default(),
+            devices: Interner::default(),
+            counters,
+        }
+    }
+
+    /// Takes an arriving event; a known bot's is dropped at once.
+    pub fn receive(&mut self, e: Event) {
+        if self.bots.contains(e.user_id.as_str()) {
+            self.counters.bot_events.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pending.push(e);
+        }
+    }
+
+    fn slot_of(&mut self, id: &str) -> usize {
+        if let Some(&s) = self.users.get(id) {
+            return s;
+        }
+        let state = UserState::new(id, self.widths.len());
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(state);
+                s
+            }
+            None => {
+                self.slots.push(Some(state));
+                self.slots.len() - 1
+            }
+        };
+        self.users.insert(id.into(), slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<UserState> {
+        let state = self.slots[slot].take()?;
+        self.users.remove(&state.id);
+        self.free.push(slot);
+        Some(state)
+    }
+
+    /// Closes output tick `at`: applies the events with `ts < at`, moves the changed users to `at`.
+    pub fn close_tick(&mut self, at: u64, out: &mut impl FnMut(UserOut)) {
+        let p = self.params.clone();
+        let mut now: Vec<Event> = Vec::new();
+        let mut later = Vec::with_capacity(self.pending.len());
+        for e in self.pending.drain(..) {
+            if e.ts < at {
+                now.push(e);
+            } else {
+                later.push(e);
+            }
+        }
+        self.pending = later;
+        let mut keyed: Vec<(usize, Event)> = Vec::with_capacity(now.len());
+        for e in now {
+            if self.bots.contains(e.user_id.as_str()) {
+                self.counters.bot_events.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let slot = self.slot_of(&e.user_id);
+            keyed.push((slot, e));
+        }
+        keyed.sort_unstable_by_key(|(slot, e)| (*slot, e.ts));
+        let mut dirty: Vec<usize> = Vec::new();
+        let mut site_new: Vec<u64> = Vec::new();
+        let mut i = 0;
+        while i < keyed.len() {
+            let slot = keyed[i].0;
+            let j = i + keyed[i..].iter().take_while(|(s, _)| *s == slot).count();
+            let group = &keyed[i..j];
+            i = j;
+            let state = self.slots[slot].as_mut().expect("slot of a pending user");
+            let flag = group.iter().position(|(_, e)| state.bots.observe(e.ts, e.ua_bot, &p).is_some());
+            if flag.is_some() {
+                self.flag_bot(slot, at, group.len() as u64, out);
+                continue;
+            }
+            for (_, e) in group {
+                let ev = Ev {
+                    ts: e.ts,
+                    price: e.price,
+                    product: self.products.intern_opt(e.product_id.as_deref()),
+                    category: self.categories.intern_opt(e.category.as_deref()),
+                    device: self.devices.intern(&e.device),
+                    kind: e.kind,
+                };
+                if ev.kind == EventKind::Purchase {
+                    state.last_purchase = Some(ev.ts);
+                }
+                state.events.push_back(ev);
+                state.total += 1;
+                site_new.push(ev.ts);
+                if let Some(pid) = &e.product_id {
+                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid.clone(), ts: e.ts, diff: 1, category: e.category.clone() }));
+                }
+                if let Some(cat) = &e.category {
+                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None }));
+                }
+            }
+            self.counters.accepted.fetch_add(group.len() as u64, Ordering::Relaxed);
+            if !state.dirty {
+                state.dirty = true;
+                dirty.push(slot);
+            }
+        }
+        // Site-wide counts.
+        site_new.sort_unstable();
+        let counts = &mut self.site_counts;
+        for ts in site_new {
+            self.site.push(ts, (), |w, _, d| counts[w] += d);
+        }
+        self.site.advance(at, |w, _, d| counts[w] += d);
+        out(UserOut::Site { at, counts: self.site_counts.clone() });
+        // Users with a window edge in (previous tick, at].
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > at {
+                break;
+            }
+            self.timers.pop();
+            if let Some(state) = self.slots[slot].as_mut() {
+                if state.wake == t && !state.dirty {
+                    state.dirty = true;
+                    dirty.push(slot);
+                }
+            }
+        }
+        let horizon_lo = at.saturating_sub(p.horizon_ms());
+        let (mut records, mut sessions) = (0i64, 0i64);
+        for slot in dirty {
+            let Some(state) = self.slots[slot].as_mut() else { continue };
+            state.dirty = false;
+            let sessions_before = state.sessions.len() as i64;
+            let wake = state.advance(at, &p, &self.widths, &self.devices);
+            sessions += state.sessions.len() as i64 - sessions_before;
+            let had = state.has_record;
+            if state.in_horizon() {
+                let features = state.record(&p, &self.devices, horizon_lo);
+                out(UserOut::Feature(FeatureChange { at, user_id: state.id.to_string(), features: Some(features) }));
+                state.has_record = true;
+            } else if had {
+                out(UserOut::Feature(FeatureChange { at, user_id: state.id.to_string(), features: None }));
+                state.has_record = false;
+            }
+            records += i64::from(state.has_record) - i64::from(had);
+            match wake {
+                Some(t) => {
+                    if t != state.wake {
+                        state.wake = t;
+                        self.timers.push(Reverse((t, slot)));
+                    }
+                }
+                None => {
+                    if state.events.is_empty() {
+                        self.remove(slot);
+                    }
+                }
+            }
+        }
+        self.counters.users_with_features.fetch_add(records, Ordering::Relaxed);
+        self.counters.sessions.fetch_add(sessions, Ordering::Relaxed);
+    }
+
+    /// Flags the user in `slot` as a bot at tick `at`: retracts everything it contributed.
+    fn flag_bot(&mut self, slot: usize, at: u64, arriving: u64, out: &mut impl FnMut(UserOut)) {
+        let Some(state) = self.remove(slot) else { return };
+        let p = &self.params;
+        let baseline_lo = at.saturating_sub(p.baseline_ms);
+        let widest_lo = at.saturating_sub(*p.trend_widths_ms.last().unwrap_or(&0));
+        let counts = &mut self.site_counts;
+        for e in state.events.iter().filter(|e| e.ts >= baseline_lo) {
+            let category = self.categories.name_opt(e.category);
+            if let Some(pid) = self.products.name_opt(e.product) {
+                out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid.to_owned(), ts: e.ts, diff: -1, category: category.map(str::to_owned) }));
+            }
+            if let Some(cat) = category {
+                out(UserOut::Trend(Contribution { at, kind: EntityKind::Category, id: cat.to_owned(), ts: e.ts, diff: -1, category: None }));
+            }
+            if e.ts >= widest_lo {
+                self.site.retract(e.ts, (), |w, _, d| counts[w] += d);
+            }
+        }
+        if state.has_record {
+            out(UserOut::Feature(FeatureChange { at, user_id: state.id.to_string(), features: None }));
+            self.counters.users_with_features.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.counters.sessions.fetch_sub(state.sessions.len() as i64, Ordering::Relaxed);
+        self.counters.accepted.fetch_sub(state.total, Ordering::Relaxed);
+        self.counters.bot_events.fetch_add(state.total + arriving, Ordering::Relaxed);
+        self.counters.bots_flagged.fetch_add(1, Ordering::Relaxed);
+        self.bots.insert(state.id);
+    }
+}
+
+/// The user stage as an operator: events exchanged by user, outputs at each closed tick.
+pub fn user_features<'s>(
+    ingest: StreamVec<'s, u64, Ingest>,
+    params: &Params,
+    counters: Arc<Counters>,
+) -> StreamVec<'s, u64, UserOut> {
+    let route = Exchange::new(|item: &Ingest| match item {
+        Ingest::Event(e) => route_hash(&e.user_id),
+        Ingest::Tick { worker, .. } => u64::from(*worker),
+    });
+    let mut stage = UserStage::new(params.clone(), counters);
+    ingest.unary_frontier(route, "UserFeatures", move |_cap, _info| {
+        let mut ticks: Vec<(u64, timely::dataflow::operators::Capability<u64>)> = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                for item in data.drain(..) {
+                    match item {
+                        Ingest::Event(e) => stage.receive(e),
+                        Ingest::Tick { at, .. } => ticks.push((at, cap.delayed(&at, 0))),
+                    }
+                }
+            });
+            ticks.sort_by_key(|(at, _)| Reverse(*at));
+            while ticks.last().is_some_and(|(at, _)| !frontier.less_equal(at)) {
+                let Some((at, cap)) = ticks.pop() else { break };
+                let mut session = output.session(&cap);
+                stage.close_tick(at, &mut |o| session.give(o));
+            }
+        }
+    })
+}
