@@ -53,6 +53,11 @@ impl Clock {
         self.max_ts
     }
 
+    /// The watermark: the largest ts minus the allowed lateness.
+    pub fn watermark(&self) -> Option<u64> {
+        self.max_ts.map(|m| m.saturating_sub(self.lateness))
+    }
+
     /// The lowest tick any later event can belong to: the time to send at.
     pub fn frontier(&self) -> u64 {
         match self.max_ts {

@@ -1,0 +1,287 @@
+//! Run-wide counters, the per-tick write latency histogram, the progress
+//! line and the end-of-run summary.
+//!
+//! Counters are atomics shared by all workers of the process; the histogram
+//! (hdrhistogram, microseconds) is written by the store sink only. The
+//! progress line is printed to stderr twice a second while stderr is a
+//! terminal. The summary's counts reconcile:
+//! `read = accepted + invalid + late + future + bot events`.
+
+use clickflow_dataflows::Counters;
+use hdrhistogram::Histogram;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Counters of one run.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Non-blank lines read.
+    pub lines_read: AtomicU64,
+    /// Lines dead-lettered as invalid.
+    pub invalid: AtomicU64,
+    /// Events dead-lettered as late.
+    pub late: AtomicU64,
+    /// Events dead-lettered as future (wall clock mode).
+    pub future: AtomicU64,
+    /// Output ticks written to the store.
+    pub ticks_written: AtomicU64,
+    /// Rows and deltas written.
+    pub rows_written: AtomicU64,
+    /// The store's latest `as_of`.
+    pub as_of: AtomicU64,
+    /// `A_end` of a finite input (0: none).
+    pub a_end: AtomicU64,
+    /// Source progress: done.
+    pub progress_done: AtomicU64,
+    /// Source progress: total (0: unknown).
+    pub progress_total: AtomicU64,
+    /// Per-tick store write latency, µs.
+    pub write_latency: Mutex<Histogram<u64>>,
+    started: Instant,
+}
+
+impl Metrics {
+    /// Fresh counters; the clock for events/s starts now.
+    pub fn new() -> Self {
+        Metrics {
+            lines_read: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            future: AtomicU64::new(0),
+            ticks_written: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            as_of: AtomicU64::new(0),
+            a_end: AtomicU64::new(0),
+            progress_done: AtomicU64::new(0),
+            progress_total: AtomicU64::new(0),
+            write_latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds")),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records one tick written.
+    pub fn record_tick(&self, at: u64, took: Duration) {
+        self.ticks_written.fetch_add(1, Ordering::Relaxed);
+        self.as_of.store(at, Ordering::Relaxed);
+        let us = (took.as_micros() as u64).clamp(1, 3_600_000_000);
+        if let Ok(mut h) = self.write_latency.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// Seconds since the run started.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Prints a progress line to stderr until stopped (only on a terminal).
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts the progress line if `enabled` and stderr is a terminal.
+    pub fn start(metrics: Arc<Metrics>, enabled: bool) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let read = metrics.lines_read.load(Ordering::Relaxed);
+                    let (done, total) = (metrics.progress_done.load(Ordering::Relaxed), metrics.progress_total.load(Ordering::Relaxed));
+                    let pct = if total > 0 { format!("{:5.1}% ", 100.0 * done as f64 / total as f64) } else { String::new() };
+                    let rate = read as f64 / metrics.elapsed().max(1e-9);
+                    eprint!(
+                        "\r{pct}{read} lines, {:.0} events/s, as_of {}   ",
+                        rate,
+                        fmt_ts(metrics.as_of.load(Ordering::Relaxed))
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+                eprint!("\r{}\r", " ".repeat(80));
+            })
+        });
+        Progress { stop, handle }
+    }
+
+    /// Stops and clears the progress line.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Formats ms since the epoch as RFC 3339 (UTC), for humans.
+pub fn fmt_ts(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The end-of-run summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Non-blank lines read.
+    pub lines_read: u64,
+    /// Accepted events (valid, not late, not of a bot).
+    pub accepted: u64,
+    /// Invalid lines.
+    pub invalid: u64,
+    /// Late events.
+    pub late: u64,
+    /// Future events.
+    pub future: u64,
+    /// Events of users flagged as bots.
+    pub bot_events: u64,
+    /// Users flagged as bots.
+    pub bots_flagged: u64,
+    /// Users with a feature record at the end.
+    pub users_with_features: i64,
+    /// Sessions in users' horizons at the end.
+    pub sessions: i64,
+    /// Trend records at the end.
+    pub trend_records: u64,
+    /// Output ticks written.
+    pub ticks_written: u64,
+    /// The store's final `as_of` (None: no valid event).
+    pub as_of: Option<u64>,
+    /// Wall time in seconds.
+    pub wall_s: f64,
+    /// Lines read per second.
+    pub events_per_s: f64,
+    /// Peak resident memory.
+    pub peak_rss_bytes: u64,
+    /// p50 per-tick write latency, µs.
+    pub write_p50_us: u64,
+    /// p99 per-tick write latency, µs.
+    pub write_p99_us: u64,
+    /// Max per-tick write latency, µs.
+    pub write_max_us: u64,
+}
+
+impl Summary {
+    /// Collects the summary at the end of a run.
+    pub fn collect(m: &Metrics, c: &Counters, trend_records: u64, as_of: Option<u64>) -> Summary {
+        let wall_s = m.elapsed();
+        let lines_read = m.lines_read.load(Ordering::Relaxed);
+        let (p50, p99, max) = m
+            .write_latency
+            .lock()
+            .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()))
+            .unwrap_or_default();
+        Summary {
+            lines_read,
+            accepted: c.accepted.load(Ordering::Relaxed),
+            invalid: m.invalid.load(Ordering::Relaxed),
+            late: m.late.load(Ordering::Relaxed),
+            future: m.future.load(Ordering::Relaxed),
+            bot_events: c.bot_events.load(Ordering::Relaxed),
+            bots_flagged: c.bots_flagged.load(Ordering::Relaxed),
+            users_with_features: c.users_with_features.load(Ordering::Relaxed),
+            sessions: c.sessions.load(Ordering::Relaxed),
+            trend_records,
+            ticks_written: m.ticks_written.load(Ordering::Relaxed),
+            as_of,
+            wall_s,
+            events_per_s: lines_read as f64 / wall_s.max(1e-9),
+            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+            write_p50_us: p50,
+            write_p99_us: p99,
+            write_max_us: max,
+        }
+    }
+
+    /// Whether the counts reconcile.
+    pub fn reconciles(&self) -> bool {
+        self.lines_read == self.accepted + self.invalid + self.late + self.future + self.bot_events
+    }
+
+    /// The human-readable summary.
+    pub fn render(&self) -> String {
+        let ok = if self.reconciles() { "reconciled" } else { "DO NOT RECONCILE" };
+        format!(
+            "clickflow run summary\n\
+             \x20 lines read        {:>12}\n\
+             \x20   accepted        {:>12}\n\
+             \x20   invalid         {:>12}\n\
+             \x20   late            {:>12}\n\
+             \x20   future          {:>12}\n\
+             \x20   bot events      {:>12}   ({ok})\n\
+             \x20 bots flagged      {:>12}\n\
+             \x20 users w/ features {:>12}\n\
+             \x20 sessions          {:>12}\n\
+             \x20 trend records     {:>12}\n\
+             \x20 ticks written     {:>12}\n\
+             \x20 as_of             {}\n\
+             \x20 wall time         {:>11.2}s\n\
+             \x20 throughput        {:>12.0} events/s\n\
+             \x20 peak memory       {:>9.1} MiB\n\
+             \x20 tick write latency p50 {} µs, p99 {} µs, max {} µs",
+            self.lines_read,
+            self.accepted,
+            self.invalid,
+            self.late,
+            self.future,
+            self.bot_events,
+            self.bots_flagged,
+            self.users_with_features,
+            self.sessions,
+            self.trend_records,
+            self.ticks_written,
+            self.as_of.map_or("none (no valid event)".to_string(), |a| format!("{a} ({})", fmt_ts(a))),
+            self.wall_s,
+            self.events_per_s,
+            self.peak_rss_bytes as f64 / (1 << 20) as f64,
+            self.write_p50_us,
+            self.write_p99_us,
+            self.write_max_us,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps() {
+        assert_eq!(fmt_ts(1_704_844_800_500), "2024-01-10T00:00:00.500Z");
+        assert_eq!(fmt_ts(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

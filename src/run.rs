@@ -1,0 +1,104 @@
+//! `clickflow run`: one process, N timely workers, a file or the generator
+//! into the embedded store.
+//!
+//! Everything that can fail on the environment (the input file, the output
+//! directory, the store) is opened before the workers start, so those errors
+//! are one clear line and a non-zero exit. Worker 0 reads the input and owns
+//! the sinks; every worker runs the user and trend stages on its share.
+
+use crate::config::Config;
+use crate::metrics::{Metrics, Progress, Summary};
+use crate::sinks::jsonl::JsonlFile;
+use crate::sinks::sqlite::SqliteStore;
+use crate::sinks::{store_sink, DeadLetters, SinkParts};
+use crate::sources::file::FileSource;
+use crate::sources::generator::Generator;
+use crate::sources::{reader, GeneratorSource, LineSource, ReaderParts};
+use anyhow::{anyhow, bail, Context, Result};
+use clickflow_dataflows::{build, Counters};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Where a run reads from and writes to.
+#[derive(Debug, Clone)]
+pub struct RunTarget {
+    /// A file, or `None` for the built-in generator.
+    pub input: Option<PathBuf>,
+    /// The output directory.
+    pub out: PathBuf,
+    /// Worker threads.
+    pub workers: usize,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+/// File names inside the output directory.
+pub const STORE_FILE: &str = "features.db";
+/// Trend deltas in the output directory.
+pub const DELTAS_FILE: &str = "trend-deltas.jsonl";
+/// Dead letters in the output directory.
+pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
+
+fn open_source(config: &Config, input: Option<&Path>) -> Result<Box<dyn LineSource>> {
+    Ok(match input {
+        Some(path) => Box::new(FileSource::open(path)?),
+        None => {
+            let generator = Generator::new(config.generator.clone()).map_err(|e| anyhow!("config `generator`: {e}"))?;
+            Box::new(GeneratorSource::new(generator))
+        }
+    })
+}
+
+/// Runs the pipeline to the end of the input and returns its summary.
+pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
+    let params = config.params().map_err(|e| anyhow!("config: {e}"))?;
+    if config.clock.mode == crate::config::ClockMode::Wall {
+        bail!("config `clock.mode`: \"wall\" needs a live source; file and generator replays run in event time (set mode = \"event\")");
+    }
+    let source = open_source(config, target.input.as_deref())?;
+    std::fs::create_dir_all(&target.out)
+        .with_context(|| format!("cannot create the output directory {}", target.out.display()))?;
+    let store = SqliteStore::open(&target.out.join(STORE_FILE))?;
+    let resuming = crate::sinks::Store::as_of(&store).is_some();
+    let deltas = JsonlFile::open(&target.out.join(DELTAS_FILE), resuming)?;
+    let dead_letters = JsonlFile::open(&target.out.join(DEAD_LETTERS_FILE), false)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let counters = Arc::new(Counters::default());
+    let error: Arc<Mutex<Option<anyhow::Error>>> = Arc::new(Mutex::new(None));
+    let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
+    let sink_parts = Mutex::new(Some(SinkParts { store: Box::new(store), deltas: Box::new(deltas) }));
+    let batch_lines = config.input.batch_lines.unwrap_or(65_536);
+    let progress = Progress::start(metrics.clone(), target.progress);
+
+    let (m, c, e) = (metrics.clone(), counters.clone(), error.clone());
+    let guards = timely::execute(timely::Config::process(target.workers), move |worker| {
+        let index = worker.index();
+        let (source, dead_letters) = if index == 0 {
+            reader_parts.lock().ok().and_then(|mut p| p.take()).map_or((None, None), |(s, d)| (Some(s), Some(d)))
+        } else {
+            (None, None)
+        };
+        let sinks = if index == 0 { sink_parts.lock().ok().and_then(|mut p| p.take()) } else { None };
+        let (m, c, e) = (m.clone(), c.clone(), e.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            let parts = ReaderParts { source, dead_letters, batch_lines, metrics: m.clone(), error: e.clone() };
+            let ingest = reader(scope, &params, parts);
+            let changes = build(ingest, &params, c);
+            store_sink(changes, sinks, m, e);
+        });
+    })
+    .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;
+    let results = guards.join();
+    progress.finish();
+    for r in results {
+        r.map_err(|e| anyhow!("a worker failed: {e}"))?;
+    }
+    if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let conn = rusqlite::Connection::open(target.out.join(STORE_FILE)).context("cannot reopen the store")?;
+    let trend_records: i64 = conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).context("cannot count trends")?;
+    let as_of = crate::sinks::sqlite::read_as_of(&conn).context("cannot read as_of")?;
+    Ok(Summary::collect(&metrics, &counters, trend_records as u64, as_of))
+}

@@ -1,0 +1,114 @@
+//! The embedded online store: one SQLite file with SPEC section 7's tables.
+//!
+//! Each closed tick is one transaction: every changed row, then
+//! `meta.as_of`. Readers in another connection see a tick entirely or not at
+//! all. A tick at or below the stored `as_of` is not written again, so a
+//! re-run over input the store already reflects changes nothing.
+
+use super::Store;
+use anyhow::{Context, Result};
+use clickflow_dataflows::Change;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// The schema, exactly as the SPEC gives it.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS user_features(user_id TEXT PRIMARY KEY, as_of INTEGER NOT NULL, features TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trends(entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, as_of INTEGER NOT NULL,
+       window_ms INTEGER NOT NULL, count INTEGER NOT NULL, baseline_count INTEGER NOT NULL,
+       score REAL NOT NULL, PRIMARY KEY (entity_type, entity_id));
+CREATE TABLE IF NOT EXISTS trending(list TEXT NOT NULL, rank INTEGER NOT NULL, entity_id TEXT NOT NULL,
+         score REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (list, rank));
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// An open SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Connection,
+    as_of: Option<u64>,
+}
+
+impl SqliteStore {
+    /// Opens or creates the store file.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let hint = || format!("cannot open the SQLite store {} (is the directory writable?)", path.display());
+        let conn = Connection::open(path).with_context(hint)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").with_context(hint)?;
+        conn.execute_batch(SCHEMA).with_context(hint)?;
+        let as_of = read_as_of(&conn).with_context(hint)?;
+        Ok(SqliteStore { path: path.to_owned(), conn, as_of })
+    }
+}
+
+/// The store's `meta.as_of`, if set.
+pub fn read_as_of(conn: &Connection) -> rusqlite::Result<Option<u64>> {
+    let v: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'as_of'", [], |r| r.get(0)).optional()?;
+    Ok(v.and_then(|v| v.parse().ok()))
+}
+
+impl Store for SqliteStore {
+    fn as_of(&self) -> Option<u64> {
+        self.as_of
+    }
+
+    fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {
+        let path = self.path.clone();
+        let ctx = || format!("cannot write tick {at} to {}", path.display());
+        let tx = self.conn.transaction().with_context(ctx)?;
+        {
+            let mut upsert_user = tx.prepare_cached(
+                "INSERT INTO user_features(user_id, as_of, features) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(user_id) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
+            )?;
+            let mut delete_user = tx.prepare_cached("DELETE FROM user_features WHERE user_id = ?1")?;
+            let mut upsert_trend = tx.prepare_cached(
+                "INSERT INTO trends(entity_type, entity_id, as_of, window_ms, count, baseline_count, score)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(entity_type, entity_id) DO UPDATE SET as_of = excluded.as_of, window_ms = excluded.window_ms,
+                   count = excluded.count, baseline_count = excluded.baseline_count, score = excluded.score",
+            )?;
+            let mut delete_trend = tx.prepare_cached("DELETE FROM trends WHERE entity_type = ?1 AND entity_id = ?2")?;
+            let mut clear_list = tx.prepare_cached("DELETE FROM trending WHERE list = ?1")?;
+            let mut insert_rank =
+                tx.prepare_cached("INSERT INTO trending(list, rank, entity_id, score, count) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for change in changes {
+                match change {
+                    Change::User(u) => match &u.features {
+                        Some(f) => upsert_user.execute(params![u.user_id, at as i64, f]),
+                        None => delete_user.execute(params![u.user_id]),
+                    },
+                    Change::Trend(t) => match &t.new {
+                        Some(v) => upsert_trend.execute(params![
+                            t.kind.as_str(),
+                            t.id,
+                            at as i64,
+                            v.window_ms as i64,
+                            v.count as i64,
+                            v.baseline_count as i64,
+                            v.score
+                        ]),
+                        None => delete_trend.execute(params![t.kind.as_str(), t.id]),
+                    },
+                    Change::Trending(l) => {
+                        clear_list.execute(params![l.list]).with_context(ctx)?;
+                        for (rank, e) in l.entries.iter().enumerate() {
+                            insert_rank.execute(params![l.list, rank as i64 + 1, e.id, e.score, e.count as i64]).with_context(ctx)?;
+                        }
+                        Ok(0)
+                    }
+                    Change::Tick(_) => Ok(0),
+                }
+                .with_context(ctx)?;
+            }
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('as_of', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![at.to_string()],
+            )
+            .with_context(ctx)?;
+        }
+        tx.commit().with_context(ctx)?;
+        self.as_of = Some(at);
+        Ok(())
+    }
+}

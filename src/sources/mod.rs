@@ -1,0 +1,177 @@
+//! Where events come from, and the reader operator that turns their lines
+//! into the dataflow's input.
+//!
+//! A [`LineSource`] yields raw lines. The reader operator (one per worker;
+//! a file is read by worker 0 alone, SPEC section 2: a file is one reader)
+//! decodes and validates each line ([`clickflow_dataflows::event`]), applies
+//! the watermark ([`clickflow_dataflows::clock`]), dead-letters invalid and
+//! late lines, and sends the rest. After each batch of lines it sends one
+//! marker per worker for the output tick the watermark closed, then
+//! downgrades its capability to the lowest tick a later event can have; at
+//! the end it closes `A_end` and drops the capability.
+
+pub mod file;
+pub mod generator;
+
+use crate::metrics::Metrics;
+use crate::sinks::DeadLetters;
+use anyhow::Result;
+use clickflow_dataflows::clock::{Admit, Clock};
+use clickflow_dataflows::event::{decode_line, is_blank, UaPatterns};
+use clickflow_dataflows::{Ingest, Params};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, StreamVec};
+
+/// A sequence of raw input lines.
+pub trait LineSource: Send {
+    /// Puts the next line, without its `\n`, into `buf`; false at the end.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool>;
+    /// Where the last line came from (`file:line`), for dead letters.
+    fn position(&self) -> String;
+    /// Progress as (done, total) in some unit; total 0 when unknown.
+    fn progress(&self) -> (u64, u64);
+}
+
+/// The built-in generator as a line source.
+pub struct GeneratorSource {
+    generator: generator::Generator,
+    line: u64,
+    total: u64,
+}
+
+impl GeneratorSource {
+    /// Wraps a generator.
+    pub fn new(generator: generator::Generator) -> Self {
+        let total = generator.estimated_lines();
+        GeneratorSource { generator, line: 0, total }
+    }
+}
+
+impl LineSource for GeneratorSource {
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        let more = self.generator.next_line(buf);
+        self.line += u64::from(more);
+        Ok(more)
+    }
+    fn position(&self) -> String {
+        format!("generator:{}", self.line)
+    }
+    fn progress(&self) -> (u64, u64) {
+        (self.line, self.total)
+    }
+}
+
+/// What the reader needs besides its source.
+pub struct ReaderParts {
+    /// The source, on the worker that reads it.
+    pub source: Option<Box<dyn LineSource>>,
+    /// Where invalid and late lines go.
+    pub dead_letters: Option<Box<dyn DeadLetters>>,
+    /// Lines per batch.
+    pub batch_lines: usize,
+    /// Run-wide counters.
+    pub metrics: Arc<Metrics>,
+    /// The first fatal error of the run.
+    pub error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+/// The reader operator.
+pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) -> StreamVec<'s, u64, Ingest> {
+    let peers = scope.peers() as u32;
+    let patterns = UaPatterns::new(&params.user_agent_patterns);
+    let mut clock = Clock::new(params);
+    let ReaderParts { source: mut lines, mut dead_letters, batch_lines, metrics, error } = parts;
+    source(scope, "Reader", move |cap, info: timely::dataflow::operators::generic::OperatorInfo| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = lines.is_some().then_some(cap);
+        let mut line = Vec::with_capacity(4096);
+        move |output| {
+            let (Some(c), Some(src)) = (cap.as_mut(), lines.as_mut()) else {
+                cap = None;
+                return;
+            };
+            let mut session = output.session(&*c);
+            let mut done = false;
+            let (mut read, mut invalid, mut late) = (0u64, 0u64, 0u64);
+            for _ in 0..batch_lines {
+                match src.next_line(&mut line) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        done = true;
+                        break;
+                    }
+                }
+                if is_blank(&line) {
+                    continue;
+                }
+                read += 1;
+                let verdict = match decode_line(&line, &patterns) {
+                    Err(e) => Err(("invalid", e.0)),
+                    Ok(event) => match clock.admit(event.ts) {
+                        Admit::OnTime => Ok(event),
+                        Admit::Late => Err((
+                            "late",
+                            format!(
+                                "ts {} is below the watermark {} (largest ts read {} minus the allowed lateness)",
+                                event.ts,
+                                clock.watermark().unwrap_or(0),
+                                clock.max_ts().unwrap_or(0)
+                            ),
+                        )),
+                    },
+                };
+                match verdict {
+                    Ok(event) => session.give(Ingest::Event(event)),
+                    Err((reason, detail)) => {
+                        if reason == "late" {
+                            late += 1;
+                        } else {
+                            invalid += 1;
+                        }
+                        if let Some(dl) = dead_letters.as_mut() {
+                            if let Err(e) = dl.write(reason, &detail, &src.position(), &line) {
+                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                                done = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            metrics.lines_read.fetch_add(read, Ordering::Relaxed);
+            metrics.invalid.fetch_add(invalid, Ordering::Relaxed);
+            metrics.late.fetch_add(late, Ordering::Relaxed);
+            let (pos, total) = src.progress();
+            metrics.progress_done.store(pos, Ordering::Relaxed);
+            metrics.progress_total.store(total, Ordering::Relaxed);
+            let closed = if done { clock.close_end() } else { clock.close() };
+            if let Some(at) = closed {
+                for worker in 0..peers {
+                    session.give(Ingest::Tick { at, worker });
+                }
+            }
+            drop(session);
+            if done {
+                if let Some(dl) = dead_letters.as_mut() {
+                    if let Err(e) = dl.flush() {
+                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    }
+                }
+                metrics.a_end.store(clock.max_ts().map_or(0, |_| clock.closed()), Ordering::Relaxed);
+                cap = None;
+            } else {
+                c.downgrade(&clock.frontier());
+                activator.activate();
+            }
+        }
+    })
+}
+
