@@ -186,6 +186,8 @@ pub struct InputConfig {
     pub path: Option<PathBuf>,
     /// Lines read per batch; each batch may close output ticks (default 65536).
     pub batch_lines: Option<usize>,
+    /// Threads decoding JSON in parallel for the reader (default: `run.workers`).
+    pub decoders: Option<usize>,
 }
 
 /// `[output]`: where results go in the embedded default.
@@ -265,6 +267,9 @@ impl Config {
         config.params()?;
         if config.run.workers == 0 {
             return Err("`run.workers` must be at least 1".into());
+        }
+        if config.input.decoders == Some(0) {
+            return Err("`input.decoders` must be at least 1".into());
         }
         if config.input.batch_lines == Some(0) {
             return Err("`input.batch_lines` must be at least 1".into());

@@ -69,6 +69,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
     let sink_parts = Mutex::new(Some(SinkParts { store: Box::new(store), deltas: Box::new(deltas) }));
     let batch_lines = config.input.batch_lines.unwrap_or(65_536);
+    let decoders = config.input.decoders.unwrap_or(target.workers);
     let progress = Progress::start(metrics.clone(), target.progress);
 
     let (m, c, e) = (metrics.clone(), counters.clone(), error.clone());
@@ -82,7 +83,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         let sinks = if index == 0 { sink_parts.lock().ok().and_then(|mut p| p.take()) } else { None };
         let (m, c, e) = (m.clone(), c.clone(), e.clone());
         worker.dataflow::<u64, _, _>(|scope| {
-            let parts = ReaderParts { source, dead_letters, batch_lines, metrics: m.clone(), error: e.clone() };
+            let parts = ReaderParts { source, dead_letters, batch_lines, decoders, metrics: m.clone(), error: e.clone() };
             let ingest = reader(scope, &params, parts);
             let changes = build(ingest, &params, c);
             store_sink(changes, sinks, m, e);

@@ -61,6 +61,22 @@ pub struct Event {
     pub ua_bot: bool,
 }
 
+impl Event {
+    /// An empty event, to move a real one out of a buffer.
+    pub fn placeholder() -> Event {
+        Event {
+            ts: 0,
+            user_id: String::new(),
+            kind: EventKind::View,
+            product_id: None,
+            category: None,
+            device: String::new(),
+            price: 0.0,
+            ua_bot: false,
+        }
+    }
+}
+
 /// Why a line is not a valid event: the `detail` of its dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub String);
@@ -93,6 +109,15 @@ impl UaPatterns {
     pub fn matches(&self, ua: &str) -> bool {
         if self.lowered.is_empty() {
             return false;
+        }
+        let mut buf = [0u8; 512];
+        if ua.is_ascii() && ua.len() <= buf.len() {
+            // The common case, without allocating: ASCII folding into a stack buffer.
+            let lower = &mut buf[..ua.len()];
+            lower.copy_from_slice(ua.as_bytes());
+            lower.make_ascii_lowercase();
+            let lower = std::str::from_utf8(lower).unwrap_or_default();
+            return self.lowered.iter().any(|p| lower.contains(p.as_str()));
         }
         let lower = ua.to_lowercase();
         self.lowered.iter().any(|p| lower.contains(p.as_str()))

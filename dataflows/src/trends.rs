@@ -124,7 +124,8 @@ struct Entity {
 /// One worker's entities.
 pub struct TrendStage {
     params: Params,
-    index: FxHashMap<(EntityKind, Box<str>), usize>,
+    /// Entity index by id, one map per kind (looked up by `&str`, no allocation).
+    index: [FxHashMap<Box<str>, usize>; 2],
     entities: Vec<Option<Entity>>,
     free: Vec<usize>,
     log: WindowLog<(u32, u32)>,
@@ -145,7 +146,7 @@ impl TrendStage {
             log: WindowLog::new(widths),
             window_ms: 0,
             params,
-            index: FxHashMap::default(),
+            index: [FxHashMap::default(), FxHashMap::default()],
             entities: Vec::new(),
             free: Vec::new(),
             category_names: Interner::default(),
@@ -157,7 +158,7 @@ impl TrendStage {
     }
 
     fn entity(&mut self, kind: EntityKind, id: &str) -> usize {
-        if let Some(&i) = self.index.get(&(kind, id.into())) {
+        if let Some(&i) = self.index[kind as usize].get(id) {
             return i;
         }
         let n = self.params.trend_widths_ms.len() + 1;
@@ -172,7 +173,7 @@ impl TrendStage {
                 self.entities.len() - 1
             }
         };
-        self.index.insert((kind, id.into()), i);
+        self.index[kind as usize].insert(id.into(), i);
         i
     }
 
@@ -195,7 +196,7 @@ impl TrendStage {
         out: &mut impl FnMut(TrendChange),
         lists: &mut impl FnMut(LocalList),
     ) {
-        contributions.sort_by_key(|c| (c.diff, c.ts));
+        contributions.sort_unstable_by_key(|c| (c.diff, c.ts));
         for c in contributions {
             let e = self.entity(c.kind, &c.id);
             let cat = if c.kind == EntityKind::Product { self.category_names.intern_opt(c.category.as_deref()) } else { NONE };
@@ -266,9 +267,8 @@ impl TrendStage {
                 self.eligible.remove(&i);
             }
             if new.is_none() && baseline == 0 {
-                let e = self.entities[i].take().map(|e| (e.kind, e.id));
-                if let Some(key) = e {
-                    self.index.remove(&key);
+                if let Some(e) = self.entities[i].take() {
+                    self.index[e.kind as usize].remove(&e.id);
                 }
                 self.free.push(i);
             }

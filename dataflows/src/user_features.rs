@@ -401,15 +401,18 @@ impl UserStage {
         while i < keyed.len() {
             let slot = keyed[i].0;
             let j = i + keyed[i..].iter().take_while(|(s, _)| *s == slot).count();
-            let group = &keyed[i..j];
+            let start = i;
             i = j;
+            let group = &keyed[start..j];
             let state = self.slots[slot].as_mut().expect("slot of a pending user");
             let flag = group.iter().position(|(_, e)| state.bots.observe(e.ts, e.ua_bot, &p).is_some());
             if flag.is_some() {
                 self.flag_bot(slot, at, group.len() as u64, out);
                 continue;
             }
-            for (_, e) in group {
+            let n = group.len() as u64;
+            for (_, e) in keyed[start..i].iter_mut() {
+                let e = std::mem::replace(e, Event::placeholder());
                 let ev = Ev {
                     ts: e.ts,
                     price: e.price,
@@ -424,14 +427,14 @@ impl UserStage {
                 state.events.push_back(ev);
                 state.total += 1;
                 site_new.push(ev.ts);
-                if let Some(pid) = &e.product_id {
-                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid.clone(), ts: e.ts, diff: 1, category: e.category.clone() }));
-                }
                 if let Some(cat) = &e.category {
                     out(UserOut::Trend(Contribution { at, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None }));
                 }
+                if let Some(pid) = e.product_id {
+                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid, ts: e.ts, diff: 1, category: e.category }));
+                }
             }
-            self.counters.accepted.fetch_add(group.len() as u64, Ordering::Relaxed);
+            self.counters.accepted.fetch_add(n, Ordering::Relaxed);
             if !state.dirty {
                 state.dirty = true;
                 dirty.push(slot);

@@ -70,8 +70,8 @@ impl LineSource for FileSource {
         Ok(true)
     }
 
-    fn position(&self) -> String {
-        format!("{}:{}", self.path.display(), self.line)
+    fn name(&self) -> String {
+        self.path.display().to_string()
     }
 
     fn progress(&self) -> (u64, u64) {

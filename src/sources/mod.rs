@@ -10,6 +10,7 @@
 //! downgrades its capability to the lowest tick a later event can have; at
 //! the end it closes `A_end` and drops the capability.
 
+pub mod decode;
 pub mod file;
 pub mod generator;
 
@@ -17,7 +18,8 @@ use crate::metrics::Metrics;
 use crate::sinks::DeadLetters;
 use anyhow::Result;
 use clickflow_dataflows::clock::{Admit, Clock};
-use clickflow_dataflows::event::{decode_line, is_blank, UaPatterns};
+use clickflow_dataflows::event::UaPatterns;
+use decode::{Decoded, Decoder};
 use clickflow_dataflows::{Ingest, Params};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -28,8 +30,8 @@ use timely::dataflow::{Scope, StreamVec};
 pub trait LineSource: Send {
     /// Puts the next line, without its `\n`, into `buf`; false at the end.
     fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool>;
-    /// Where the last line came from (`file:line`), for dead letters.
-    fn position(&self) -> String;
+    /// What the lines are, for dead letters' `source` (`file.jsonl`, `generator`).
+    fn name(&self) -> String;
     /// Progress as (done, total) in some unit; total 0 when unknown.
     fn progress(&self) -> (u64, u64);
 }
@@ -56,8 +58,8 @@ impl LineSource for GeneratorSource {
         self.line += u64::from(more);
         Ok(more)
     }
-    fn position(&self) -> String {
-        format!("generator:{}", self.line)
+    fn name(&self) -> String {
+        "generator".into()
     }
     fn progress(&self) -> (u64, u64) {
         (self.line, self.total)
@@ -70,12 +72,18 @@ pub struct ReaderParts {
     pub source: Option<Box<dyn LineSource>>,
     /// Where invalid and late lines go.
     pub dead_letters: Option<Box<dyn DeadLetters>>,
-    /// Lines per batch.
+    /// Lines per batch: each batch may close an output tick.
     pub batch_lines: usize,
+    /// Decoder threads.
+    pub decoders: usize,
     /// Run-wide counters.
     pub metrics: Arc<Metrics>,
     /// The first fatal error of the run.
     pub error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+fn record_error(slot: &Mutex<Option<anyhow::Error>>, e: anyhow::Error) {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
 }
 
 /// The reader operator.
@@ -83,76 +91,82 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
     let peers = scope.peers() as u32;
     let patterns = UaPatterns::new(&params.user_agent_patterns);
     let mut clock = Clock::new(params);
-    let ReaderParts { source: mut lines, mut dead_letters, batch_lines, metrics, error } = parts;
+    let ReaderParts { source: lines, mut dead_letters, batch_lines, decoders, metrics, error } = parts;
     source(scope, "Reader", move |cap, info: timely::dataflow::operators::generic::OperatorInfo| {
-        let activator = scope.activator_for(info.address);
-        let mut cap = lines.is_some().then_some(cap);
-        let mut line = Vec::with_capacity(4096);
+        let wake = scope.worker().sync_activator_for(info.address.to_vec());
+        let activator = scope.activator_for(info.address.clone());
+        let name = lines.as_ref().map(|l| l.name()).unwrap_or_default();
+        let mut decoder = lines.map(|l| Decoder::start(l, patterns, decoders, wake));
+        let mut cap = decoder.is_some().then_some(cap);
+        let mut since_close = 0usize;
         move |output| {
-            let (Some(c), Some(src)) = (cap.as_mut(), lines.as_mut()) else {
+            let (Some(c), Some(dec)) = (cap.as_mut(), decoder.as_mut()) else {
                 cap = None;
                 return;
             };
             let mut session = output.session(&*c);
             let mut done = false;
             let (mut read, mut invalid, mut late) = (0u64, 0u64, 0u64);
-            for _ in 0..batch_lines {
-                match src.next_line(&mut line) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        done = true;
-                        break;
-                    }
-                    Err(e) => {
-                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                        done = true;
-                        break;
-                    }
-                }
-                if is_blank(&line) {
-                    continue;
-                }
-                read += 1;
-                let verdict = match decode_line(&line, &patterns) {
-                    Err(e) => Err(("invalid", e.0)),
-                    Ok(event) => match clock.admit(event.ts) {
-                        Admit::OnTime => Ok(event),
-                        Admit::Late => Err((
-                            "late",
-                            format!(
-                                "ts {} is below the watermark {} (largest ts read {} minus the allowed lateness)",
-                                event.ts,
-                                clock.watermark().unwrap_or(0),
-                                clock.max_ts().unwrap_or(0)
-                            ),
-                        )),
-                    },
-                };
-                match verdict {
-                    Ok(event) => session.give(Ingest::Event(event)),
-                    Err((reason, detail)) => {
-                        if reason == "late" {
-                            late += 1;
-                        } else {
-                            invalid += 1;
-                        }
-                        if let Some(dl) = dead_letters.as_mut() {
-                            if let Err(e) = dl.write(reason, &detail, &src.position(), &line) {
-                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                                done = true;
-                                break;
+            // Take what is decoded, up to the end of the current batch.
+            while since_close < batch_lines && !done {
+                let Some(mut chunk) = dec.try_next() else { break };
+                since_close += chunk.spans.len();
+                for (i, decoded) in std::mem::take(&mut chunk.decoded).into_iter().enumerate() {
+                    let verdict = match decoded {
+                        Decoded::Blank => continue,
+                        Decoded::Invalid(detail) => Err(("invalid", detail)),
+                        Decoded::Event(event) => match clock.admit(event.ts) {
+                            Admit::OnTime => Ok(event),
+                            Admit::Late => Err((
+                                "late",
+                                format!(
+                                    "ts {} is below the watermark {} (largest ts read {} minus the allowed lateness)",
+                                    event.ts,
+                                    clock.watermark().unwrap_or(0),
+                                    clock.max_ts().unwrap_or(0)
+                                ),
+                            )),
+                        },
+                    };
+                    read += 1;
+                    match verdict {
+                        Ok(event) => session.give(Ingest::Event(event)),
+                        Err((reason, detail)) => {
+                            if reason == "late" {
+                                late += 1;
+                            } else {
+                                invalid += 1;
+                            }
+                            if let Some(dl) = dead_letters.as_mut() {
+                                let position = format!("{name}:{}", chunk.first_line + i as u64);
+                                if let Err(e) = dl.write(reason, &detail, &position, chunk.line(i)) {
+                                    record_error(&error, e);
+                                    done = true;
+                                    break;
+                                }
                             }
                         }
                     }
                 }
+                metrics.progress_done.store(chunk.progress.0, Ordering::Relaxed);
+                metrics.progress_total.store(chunk.progress.1, Ordering::Relaxed);
+                if let Some(e) = chunk.error.take() {
+                    record_error(&error, e);
+                }
+                done |= chunk.last;
             }
             metrics.lines_read.fetch_add(read, Ordering::Relaxed);
             metrics.invalid.fetch_add(invalid, Ordering::Relaxed);
             metrics.late.fetch_add(late, Ordering::Relaxed);
-            let (pos, total) = src.progress();
-            metrics.progress_done.store(pos, Ordering::Relaxed);
-            metrics.progress_total.store(total, Ordering::Relaxed);
-            let closed = if done { clock.close_end() } else { clock.close() };
+            let batch_full = since_close >= batch_lines;
+            let closed = if done {
+                clock.close_end()
+            } else if batch_full {
+                since_close = 0;
+                clock.close()
+            } else {
+                None
+            };
             if let Some(at) = closed {
                 for worker in 0..peers {
                     session.give(Ingest::Tick { at, worker });
@@ -162,16 +176,19 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             if done {
                 if let Some(dl) = dead_letters.as_mut() {
                     if let Err(e) = dl.flush() {
-                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        record_error(&error, e);
                     }
                 }
                 metrics.a_end.store(clock.max_ts().map_or(0, |_| clock.closed()), Ordering::Relaxed);
                 cap = None;
+                decoder = None;
             } else {
                 c.downgrade(&clock.frontier());
-                activator.activate();
+                if batch_full {
+                    // More may be decoded already; decoders only wake us for new chunks.
+                    activator.activate();
+                }
             }
         }
     })
 }
-
