@@ -382,3 +382,62 @@ pub fn trends<'s>(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 3_600_000;
+    const T0: u64 = 1_704_844_800_000;
+
+    fn contribution(kind: EntityKind, id: &str, ts: u64, diff: i8) -> Contribution {
+        Contribution { at: 0, kind, id: id.into(), ts, diff, category: None }
+    }
+
+    #[test]
+    fn adaptive_width_is_the_smallest_reaching_min_events_else_the_largest() {
+        let widths = [15 * 60_000, 30 * 60_000, H];
+        assert_eq!(pick_width(&widths, &[9, 10, 12], 10), 30 * 60_000);
+        assert_eq!(pick_width(&widths, &[10, 10, 12], 10), 15 * 60_000);
+        assert_eq!(pick_width(&widths, &[1, 2, 3], 10), H, "none reaches: the largest");
+    }
+
+    fn close(stage: &mut TrendStage, at: u64, w: u64, cs: Vec<Contribution>) -> Vec<TrendChange> {
+        let mut out = Vec::new();
+        stage.close_tick(at, w, cs, &mut |c| out.push(c), &mut |_| {});
+        out
+    }
+
+    #[test]
+    fn a_width_switch_rewrites_every_record_and_baseline_zero_deletes() {
+        let p = Params::default();
+        let mut s = TrendStage::new(p.clone(), 0);
+        let cs = vec![contribution(EntityKind::Product, "a", T0, 1), contribution(EntityKind::Product, "b", T0 + 10, 1)];
+        let first = close(&mut s, T0 + 1000, 8 * H, cs);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|c| c.prev.is_none() && c.new.is_some_and(|v| v.count == 1 && v.baseline_count == 1)));
+        let (n, d) = score_parts(1, 1, 8 * H, p.baseline_ms);
+        assert_eq!(first[0].new.unwrap().score, n as f64 / d as f64);
+        assert!(close(&mut s, T0 + 2000, 8 * H, vec![]).is_empty(), "nothing changed");
+        let switched = close(&mut s, T0 + 3000, H, vec![]);
+        assert_eq!(switched.len(), 2, "every record carries w*");
+        assert!(switched.iter().all(|c| c.new.unwrap().window_ms == H));
+        // The product's event leaves w* = 1h, then the 7d baseline.
+        let left_w = close(&mut s, T0 + H + 1000, H, vec![]);
+        assert!(left_w.iter().all(|c| c.new.unwrap().count == 0 && c.new.unwrap().baseline_count == 1));
+        let gone = close(&mut s, T0 + p.baseline_ms + 1000, H, vec![]);
+        assert_eq!(gone.len(), 2);
+        assert!(gone.iter().all(|c| c.new.is_none() && c.prev.is_some()), "baseline 0: deleted");
+        assert!(s.entities.iter().all(Option::is_none), "and forgotten");
+    }
+
+    #[test]
+    fn retraction_removes_a_bots_event_from_every_width() {
+        let mut s = TrendStage::new(Params::default(), 0);
+        close(&mut s, T0 + 1000, H, vec![contribution(EntityKind::Category, "c", T0, 1), contribution(EntityKind::Category, "c", T0 + 5, 1)]);
+        let out = close(&mut s, T0 + 2000, H, vec![contribution(EntityKind::Category, "c", T0 + 5, -1)]);
+        let v = out[0].new.unwrap();
+        assert_eq!((v.count, v.baseline_count), (1, 1));
+        assert_eq!(s.log.len(), 2, "the dead entry waits for the cursors");
+    }
+}

@@ -43,9 +43,10 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-/// Spend is summed in fixed point, 2^-50 units, so that adding and removing
-/// prices in any order gives exactly the same total.
-const SPEND_SCALE: f64 = (1u64 << 50) as f64;
+/// Spend is summed in fixed point, 2^-64 units, so that adding and removing
+/// prices in any order gives exactly the same total. Every price >= 2^-12 is
+/// represented exactly; totals up to 2^63 (9.2e18) fit.
+const SPEND_SCALE: f64 = 18_446_744_073_709_551_616.0;
 
 /// What the user stage emits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,7 +89,7 @@ impl EventAgg {
         let k = e.kind as usize;
         self.counts[k] = (self.counts[k] as i32 + diff) as u32;
         if e.kind == EventKind::Purchase {
-            self.spend += i128::from(diff) * (e.price * SPEND_SCALE) as i128;
+            self.spend += i128::from(diff) * (e.price * SPEND_SCALE).round() as i128;
         }
         let h = ((e.ts / 3_600_000) % 24) as usize;
         self.hours[h] = (self.hours[h] as i32 + diff) as u32;
@@ -558,4 +559,160 @@ pub fn user_features<'s>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const T0: u64 = 1_704_844_800_000; // 2024-01-10T00:00:00Z
+    const MIN: u64 = 60_000;
+
+    fn event(user: &str, ts: u64, kind: EventKind, product: Option<&str>, device: &str) -> Event {
+        Event {
+            ts,
+            user_id: user.into(),
+            kind,
+            product_id: product.map(String::from),
+            category: Some("c".into()),
+            device: device.into(),
+            price: if kind == EventKind::Purchase { 2.5 } else { 0.0 },
+            ua_bot: false,
+        }
+    }
+
+    fn view(user: &str, ts: u64) -> Event {
+        event(user, ts, EventKind::View, Some("p"), "mobile")
+    }
+
+    /// Closes tick `at`; returns the feature records (None = deleted) and the other outputs.
+    fn close(stage: &mut UserStage, at: u64) -> (BTreeMapOut, Vec<Contribution>) {
+        let mut records = BTreeMapOut::new();
+        let mut trend = Vec::new();
+        stage.close_tick(at, &mut |o| match o {
+            UserOut::Feature(f) => {
+                records.insert(f.user_id, f.features.map(|s| serde_json::from_str(&s).unwrap()));
+            }
+            UserOut::Trend(c) => trend.push(c),
+            UserOut::Site { .. } => {}
+        });
+        (records, trend)
+    }
+
+    type BTreeMapOut = std::collections::BTreeMap<String, Option<Value>>;
+
+    fn stage() -> UserStage {
+        UserStage::new(Params::default(), Arc::new(Counters::default()))
+    }
+
+    #[test]
+    fn session_gap_of_exactly_30_min_stays_in_the_session_and_one_ms_more_splits() {
+        let mut s = stage();
+        for e in [view("same", T0), view("same", T0 + 30 * MIN), view("split", T0), view("split", T0 + 30 * MIN + 1)] {
+            s.receive(e);
+        }
+        let (records, _) = close(&mut s, T0 + 31 * MIN);
+        let same = records["same"].as_ref().unwrap();
+        assert_eq!(same["sessions_1d"], 1);
+        assert_eq!(same["session_ms_1d"], 30 * MIN);
+        let split = records["split"].as_ref().unwrap();
+        assert_eq!(split["sessions_1d"], 2);
+        assert_eq!(split["session_ms_1d"], 0);
+    }
+
+    #[test]
+    fn event_at_exactly_a_minus_w_is_in_the_window_and_one_ms_earlier_is_not() {
+        let day = 86_400_000;
+        let at = T0 + 2 * day;
+        let mut s = stage();
+        s.receive(view("in", at - day));
+        s.receive(view("out", at - day - 1));
+        let (mut records, _) = close(&mut s, at - day + 1000);
+        records.extend(close(&mut s, at).0);
+        let inside = records["in"].as_ref().unwrap();
+        assert_eq!((inside["views_1d"].as_u64(), inside["views_7d"].as_u64()), (Some(1), Some(1)));
+        let outside = records["out"].as_ref().unwrap();
+        assert_eq!((outside["views_1d"].as_u64(), outside["views_7d"].as_u64()), (Some(0), Some(1)));
+        assert_eq!(outside["sessions_1d"], 0, "its session started before A - 1d");
+    }
+
+    #[test]
+    fn horizon_cut_moves_the_first_session_start_and_device() {
+        let day = 86_400_000;
+        let mut s = stage();
+        // One session spanning the horizon edge: events every 20 min.
+        let start = T0;
+        let evs: Vec<Event> = (0..6).map(|i| event("u", start + i * 20 * MIN, if i == 0 { EventKind::Cart } else { EventKind::View }, Some("p"), if i == 1 { "tablet" } else { "mobile" })).collect();
+        for e in evs {
+            s.receive(e);
+        }
+        close(&mut s, start + 2 * 60 * MIN);
+        // As of start + 30d + 10 min: the first event (the cart) is out of the horizon.
+        let (records, _) = close(&mut s, start + 30 * day + 10 * MIN);
+        let r = records["u"].as_ref().unwrap();
+        assert_eq!(r["sessions_30d"], 1);
+        assert_eq!(r["session_ms_30d"], 80 * MIN, "the session now starts at the second event");
+        assert_eq!(r["cart_sessions_30d"], 0, "its cart left the horizon");
+        assert_eq!(r["browse_devices_30d"], serde_json::json!({"tablet": 1}));
+        assert_eq!(r["last_cart_session_ts"], Value::Null);
+        assert_eq!(r["views_30d"], 5);
+    }
+
+    #[test]
+    fn bot_flag_deletes_the_record_and_retracts_earlier_trend_contributions() {
+        let counters = Arc::new(Counters::default());
+        let mut s = UserStage::new(Params::default(), counters.clone());
+        s.receive(view("b", T0));
+        s.receive(view("b", T0 + 1000));
+        let (records, trend) = close(&mut s, T0 + 2000);
+        assert!(records["b"].is_some());
+        assert_eq!(trend.iter().filter(|c| c.diff == 1).count(), 4, "product and category per event");
+        // 20 events within 10 s: the 20th flags.
+        for i in 0..20 {
+            s.receive(view("b", T0 + 10_000 + i * 100));
+        }
+        let (records, trend) = close(&mut s, T0 + 20_000);
+        assert_eq!(records["b"], None, "the row is deleted");
+        assert_eq!(trend.iter().filter(|c| c.diff == -1).count(), 4, "both earlier events leave both entities");
+        assert!(trend.iter().all(|c| c.diff == -1));
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.bot_events.load(Ordering::Relaxed), 22);
+        assert_eq!(counters.bots_flagged.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_flagged_bot_costs_constant_state_however_many_events_it_sends() {
+        let counters = Arc::new(Counters::default());
+        let mut s = UserStage::new(Params::default(), counters.clone());
+        for i in 0..20 {
+            s.receive(event("b", T0 + i, EventKind::View, Some("p"), "x"));
+        }
+        close(&mut s, T0 + 1000);
+        assert_eq!(s.bots.len(), 1);
+        for i in 0..200_000u64 {
+            s.receive(event("b", T0 + 1000 + i, EventKind::View, Some("p"), "x"));
+            assert!(s.pending.is_empty(), "dropped at the door");
+        }
+        close(&mut s, T0 + 300_000);
+        assert!(s.users.is_empty() && s.slots.iter().all(Option::is_none));
+        assert_eq!(counters.bot_events.load(Ordering::Relaxed), 200_020);
+    }
+
+    #[test]
+    fn spend_is_exact_after_prices_leave_the_window() {
+        let day = 86_400_000;
+        let mut s = stage();
+        let mut big = event("u", T0, EventKind::Purchase, Some("p"), "d");
+        big.price = 1e9 + 0.1;
+        let mut small = event("u", T0 + day / 2, EventKind::Purchase, Some("p"), "d");
+        small.price = 0.1 + 0.2;
+        s.receive(big);
+        s.receive(small);
+        close(&mut s, T0 + day / 2 + 1000);
+        let (records, _) = close(&mut s, T0 + day + 1000);
+        let r = records["u"].as_ref().unwrap();
+        assert_eq!(r["spend_1d"].as_f64(), Some(0.1 + 0.2), "no residue from the large price");
+        assert_eq!(r["purchases_1d"], 1);
+    }
 }
