@@ -14,8 +14,10 @@
 //! flag time over all rules, so "first rule to fire" needs no lookahead.
 //!
 //! State: the `ts` of the last `burst_events - 1` events within the span (a
-//! ring buffer) and one day counter — O(burst_events) per user, freed with the
-//! user. Once flagged, the user stage keeps only the user's id.
+//! ring buffer) and one day counter — O(burst_events) per user. It outlives
+//! the user's events until [`BotDetector::expiry`] (a daily count must survive
+//! a quiet stretch longer than the windows). Once flagged, the user stage
+//! keeps only the user's id.
 
 use crate::params::{Params, DAY_MS};
 use std::collections::VecDeque;
@@ -53,6 +55,13 @@ impl BotDetector {
             return Some(ts);
         }
         None
+    }
+
+    /// The time from which this state cannot affect any later event: the end
+    /// of the last event's UTC day, or its burst span, whichever is later.
+    pub fn expiry(&self, params: &Params) -> u64 {
+        let last = self.recent.back().copied().unwrap_or(0);
+        ((self.day + 1) * DAY_MS).max(last + params.burst_span_ms)
     }
 }
 

@@ -255,7 +255,7 @@ impl<'de> Visitor<'de> for StrictAny {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if seen.iter().any(|k| *k == key) {
+            if seen.contains(&key) {
                 return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
             }
             map.next_value_seed(StrictAny)?;
@@ -343,7 +343,7 @@ impl<'de> Visitor<'de> for RawVisitor {
                     raw.fields[i] = Some(map.next_value_seed(FieldVisitor)?);
                 }
                 None => {
-                    if unknown.iter().any(|k| *k == key) {
+                    if unknown.contains(&key) {
                         return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
                     }
                     map.next_value_seed(StrictAny)?;

@@ -149,7 +149,8 @@ impl UserState {
         &self.events[(abs - self.base) as usize]
     }
 
-    /// Moves the user to tick `now`, applying pushed events. Returns the tick of its next change.
+    /// Moves the user to tick `now`, applying pushed events. Returns the tick
+    /// of its next change, `None` when nothing of it is left to keep.
     fn advance(&mut self, now: u64, p: &Params, widths: &[u64], devices: &Interner) -> Option<u64> {
         let smaller = |a: u32, b: u32| devices.name(a) < devices.name(b);
         let end = self.end();
@@ -214,7 +215,8 @@ impl UserState {
             .min();
         let retention_exit = self.events.front().filter(|_| self.base < self.horizon).map(|e| tick_after(e.ts + p.retention_ms()));
         let session_exit = self.sessions.next_exit(widths, tick_after);
-        [event_exit, retention_exit, session_exit].into_iter().flatten().min()
+        let bots_expiry = Some(self.bots.expiry(p)).filter(|&t| t >= now).map(tick_after);
+        [event_exit, retention_exit, session_exit, bots_expiry].into_iter().flatten().min()
     }
 
     fn in_horizon(&self) -> bool {
@@ -488,9 +490,7 @@ impl UserStage {
                     }
                 }
                 None => {
-                    if state.events.is_empty() {
-                        self.remove(slot);
-                    }
+                    self.remove(slot);
                 }
             }
         }

@@ -14,7 +14,7 @@
 use super::LineSource;
 use clickflow_dataflows::event::{decode_line, is_blank, Event, UaPatterns};
 use std::collections::BTreeMap;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use timely::scheduling::SyncActivator;
 
@@ -157,13 +157,8 @@ impl Decoder {
 
     /// The next chunk in order, if decoded already.
     pub fn try_next(&mut self) -> Option<Chunk> {
-        loop {
-            match self.results.try_recv() {
-                Ok(chunk) => {
-                    self.reorder.insert(chunk.seq, chunk);
-                }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            }
+        while let Ok(chunk) = self.results.try_recv() {
+            self.reorder.insert(chunk.seq, chunk);
         }
         let chunk = self.reorder.remove(&self.next)?;
         self.next += 1;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need, then builds once
+# (release, shared by tests and benches) and runs every test and lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo not found; install the Rust toolchain (https://rustup.rs)" >&2
+    exit 1
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add clippy
+fi
+if [ ! -d ../shared/conformance ]; then
+    echo "scripts/test.sh: ../shared/conformance is missing (the conformance cases live beside the repo)" >&2
+    exit 1
+fi
+
+echo "== build (release)"
+cargo build --release --all-targets
+echo "== tests"
+cargo test --release --workspace
+echo "== clippy"
+cargo clippy --release --all-targets -- -D warnings
+echo "== all tests passed"
