@@ -178,13 +178,18 @@ impl Default for TrendsConfig {
     }
 }
 
+/// Lines per replay batch unless `input.batch_lines` says otherwise: each
+/// batch closes one output tick, whose changed rows are all written, so fewer,
+/// larger ticks make replays cheaper (a live source closes every tick).
+pub const DEFAULT_BATCH_LINES: usize = 1 << 20;
+
 /// `[input]`: where events come from.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
     /// A JSON Lines file (`.gz` for gzip); when unset and no `--input` is given, the built-in generator.
     pub path: Option<PathBuf>,
-    /// Lines read per batch; each batch may close output ticks (default 65536).
+    /// Lines per replay batch; each batch closes the output ticks its watermark passed (default 1048576).
     pub batch_lines: Option<usize>,
     /// Threads decoding JSON in parallel for the reader (default: `run.workers`).
     pub decoders: Option<usize>,

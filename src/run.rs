@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Progress, Summary};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::sqlite::SqliteStore;
-use crate::sinks::{store_sink, DeadLetters, SinkParts};
+use crate::sinks::{spawn_writer, store_sink, DeadLetters, SinkParts};
 use crate::sources::file::FileSource;
 use crate::sources::generator::Generator;
 use crate::sources::{reader, GeneratorSource, LineSource, ReaderParts};
@@ -67,8 +67,9 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let counters = Arc::new(Counters::default());
     let error: Arc<Mutex<Option<anyhow::Error>>> = Arc::new(Mutex::new(None));
     let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
-    let sink_parts = Mutex::new(Some(SinkParts { store: Box::new(store), deltas: Box::new(deltas) }));
-    let batch_lines = config.input.batch_lines.unwrap_or(65_536);
+    let (writer_tx, writer) = spawn_writer(SinkParts { store: Box::new(store), deltas: Box::new(deltas) }, metrics.clone(), error.clone());
+    let writer_tx = Mutex::new(Some(writer_tx));
+    let batch_lines = config.input.batch_lines.unwrap_or(crate::config::DEFAULT_BATCH_LINES);
     let decoders = config.input.decoders.unwrap_or(target.workers);
     let progress = Progress::start(metrics.clone(), target.progress);
 
@@ -80,18 +81,22 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         } else {
             (None, None)
         };
-        let sinks = if index == 0 { sink_parts.lock().ok().and_then(|mut p| p.take()) } else { None };
+        let sink = if index == 0 { writer_tx.lock().ok().and_then(|mut p| p.take()) } else { None };
         let (m, c, e) = (m.clone(), c.clone(), e.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             let parts = ReaderParts { source, dead_letters, batch_lines, decoders, metrics: m.clone(), error: e.clone() };
             let ingest = reader(scope, &params, parts);
             let changes = build(ingest, &params, c);
-            store_sink(changes, sinks, m, e);
+            store_sink(changes, sink);
         });
     })
     .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;
     let results = guards.join();
+    let writer_done = writer.join();
     progress.finish();
+    if writer_done.is_err() {
+        bail!("the store writer thread failed");
+    }
     for r in results {
         r.map_err(|e| anyhow!("a worker failed: {e}"))?;
     }

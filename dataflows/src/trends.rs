@@ -187,15 +187,10 @@ impl TrendStage {
         }
     }
 
-    /// Closes tick `at` with `w* = window_ms`; emits changed records and changed local lists.
-    pub fn close_tick(
-        &mut self,
-        at: u64,
-        window_ms: u64,
-        mut contributions: Vec<Contribution>,
-        out: &mut impl FnMut(TrendChange),
-        lists: &mut impl FnMut(LocalList),
-    ) {
+    /// Applies contributions; every later call brings no smaller `ts` among its
+    /// additions (they come in tick order). Counts move; records wait for the
+    /// next output tick.
+    pub fn apply(&mut self, mut contributions: Vec<Contribution>) {
         contributions.sort_unstable_by_key(|c| (c.diff, c.ts));
         for c in contributions {
             let e = self.entity(c.kind, &c.id);
@@ -228,6 +223,11 @@ impl TrendStage {
                 }
             }
         }
+    }
+
+    /// Closes tick `at` with `w* = window_ms` (its contributions applied);
+    /// emits changed records and changed local lists.
+    pub fn close_tick(&mut self, at: u64, window_ms: u64, out: &mut impl FnMut(TrendChange), lists: &mut impl FnMut(LocalList)) {
         let (entities, dirty) = (&mut self.entities, &mut self.dirty);
         self.log.advance(at, |w, key, d| Self::count_change(entities, dirty, w, key, d));
         if window_ms != self.window_ms {
@@ -347,11 +347,10 @@ pub fn trends<'s>(
 ) -> StreamVec<'s, u64, TrendOut> {
     let by_entity = Exchange::new(|c: &Contribution| route_hash(&c.id) ^ (c.kind as u64));
     let by_worker = Exchange::new(|w: &Width| u64::from(w.worker));
-    let params = params.clone();
+    let mut stage = TrendStage::new(params.clone(), contributions.scope().index() as u32);
     contributions.binary_frontier(widths, by_entity, by_worker, "Trends", move |_cap, _info| {
-        let mut stage: Option<TrendStage> = None;
         let mut stash: BTreeMap<u64, Vec<Contribution>> = BTreeMap::new();
-        let mut ticks: BTreeMap<u64, (u64, Capability<u64>, u32)> = BTreeMap::new();
+        let mut ticks: BTreeMap<u64, (u64, Capability<u64>)> = BTreeMap::new();
         move |(input1, frontier1), (input2, frontier2), output| {
             input1.for_each(|_cap, data| {
                 for c in data.drain(..) {
@@ -360,7 +359,7 @@ pub fn trends<'s>(
             });
             input2.for_each(|cap, data| {
                 for w in data.drain(..) {
-                    ticks.insert(w.at, (w.window_ms, cap.delayed(&w.at, 0), w.worker));
+                    ticks.insert(w.at, (w.window_ms, cap.delayed(&w.at, 0)));
                 }
             });
             while let Some(entry) = ticks.first_entry() {
@@ -368,16 +367,28 @@ pub fn trends<'s>(
                 if frontier1.less_equal(&at) || frontier2.less_equal(&at) {
                     break;
                 }
-                let (window_ms, cap, me) = entry.remove();
-                let stage = stage.get_or_insert_with(|| TrendStage::new(params.clone(), me));
-                let contributions = stash.remove(&at).unwrap_or_default();
+                let (window_ms, cap) = entry.remove();
+                let due = stash.split_off(&(at + 1));
+                for (_, cs) in std::mem::replace(&mut stash, due) {
+                    stage.apply(cs);
+                }
                 let mut session = output.session(&cap);
                 let mut changes = Vec::new();
                 let mut lists = Vec::new();
-                stage.close_tick(at, window_ms, contributions, &mut |c| changes.push(c), &mut |l| lists.push(l));
+                stage.close_tick(at, window_ms, &mut |c| changes.push(c), &mut |l| lists.push(l));
                 changes.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
                 session.give_iterator(changes.into_iter().map(TrendOut::Change));
                 session.give_iterator(lists.into_iter().map(TrendOut::List));
+            }
+            // Contributions tagged below the frontier are all here: apply them now.
+            let sealed = match (frontier1.frontier().first(), frontier2.frontier().first()) {
+                (Some(&a), Some(&b)) => a.min(b),
+                (Some(&a), None) | (None, Some(&a)) => a,
+                (None, None) => u64::MAX,
+            };
+            let later = stash.split_off(&sealed);
+            for (_, cs) in std::mem::replace(&mut stash, later) {
+                stage.apply(cs);
             }
         }
     })
@@ -404,7 +415,8 @@ mod tests {
 
     fn close(stage: &mut TrendStage, at: u64, w: u64, cs: Vec<Contribution>) -> Vec<TrendChange> {
         let mut out = Vec::new();
-        stage.close_tick(at, w, cs, &mut |c| out.push(c), &mut |_| {});
+        stage.apply(cs);
+        stage.close_tick(at, w, &mut |c| out.push(c), &mut |_| {});
         out
     }
 

@@ -36,11 +36,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 /// Spend is summed in fixed point, 2^-64 units, so that adding and removing
@@ -230,35 +230,60 @@ impl UserState {
         for (w, win) in p.windows.iter().enumerate() {
             let ea = &self.event_aggs[w];
             let sa = &self.session_aggs[w];
-            let n = &win.name;
-            let spend = ea.spend as f64 / SPEND_SCALE;
-            let _ = write!(
-                s,
-                "\"views_{n}\":{},\"carts_{n}\":{},\"purchases_{n}\":{},\"spend_{n}\":{},\"distinct_products_{n}\":{},\"hour_hist_{n}\":[",
-                ea.counts[0],
-                ea.counts[1],
-                ea.counts[2],
-                json_f64(spend),
-                ea.products.len()
-            );
-            for (h, c) in ea.hours.iter().enumerate() {
+            let n = win.name.as_str();
+            let field = |s: &mut String, name: &str| {
+                s.push('"');
+                s.push_str(name);
+                s.push('_');
+                s.push_str(n);
+                s.push_str("\":");
+            };
+            field(&mut s, "views");
+            push_u64(&mut s, u64::from(ea.counts[0]));
+            s.push(',');
+            field(&mut s, "carts");
+            push_u64(&mut s, u64::from(ea.counts[1]));
+            s.push(',');
+            field(&mut s, "purchases");
+            push_u64(&mut s, u64::from(ea.counts[2]));
+            s.push(',');
+            field(&mut s, "spend");
+            s.push_str(&json_f64(ea.spend as f64 / SPEND_SCALE));
+            s.push(',');
+            field(&mut s, "distinct_products");
+            push_u64(&mut s, ea.products.len() as u64);
+            s.push(',');
+            field(&mut s, "hour_hist");
+            s.push('[');
+            for (h, &c) in ea.hours.iter().enumerate() {
                 if h > 0 {
                     s.push(',');
                 }
-                let _ = write!(s, "{c}");
+                push_u64(&mut s, u64::from(c));
             }
-            let _ = write!(
-                s,
-                "],\"sessions_{n}\":{},\"cart_sessions_{n}\":{},\"purchase_sessions_{n}\":{},\"session_ms_{n}\":{},\"browse_devices_{n}\":",
-                sa.sessions, sa.cart_sessions, sa.purchase_sessions, sa.session_ms
-            );
+            s.push_str("],");
+            field(&mut s, "sessions");
+            push_u64(&mut s, u64::from(sa.sessions));
+            s.push(',');
+            field(&mut s, "cart_sessions");
+            push_u64(&mut s, u64::from(sa.cart_sessions));
+            s.push(',');
+            field(&mut s, "purchase_sessions");
+            push_u64(&mut s, u64::from(sa.purchase_sessions));
+            s.push(',');
+            field(&mut s, "session_ms");
+            push_u64(&mut s, sa.session_ms);
+            s.push(',');
+            field(&mut s, "browse_devices");
             write_devices(&mut s, &sa.browse_devices.0, devices);
-            let _ = write!(s, ",\"purchase_devices_{n}\":");
+            s.push(',');
+            field(&mut s, "purchase_devices");
             write_devices(&mut s, &sa.purchase_devices.0, devices);
             s.push(',');
         }
-        let last_event = self.events.back().map(|e| e.ts).unwrap_or(0);
-        let _ = write!(s, "\"last_event_ts\":{last_event},\"last_cart_session_ts\":");
+        s.push_str("\"last_event_ts\":");
+        push_u64(&mut s, self.events.back().map(|e| e.ts).unwrap_or(0));
+        s.push_str(",\"last_cart_session_ts\":");
         write_opt(&mut s, self.sessions.last_cart_start());
         s.push_str(",\"last_purchase_ts\":");
         write_opt(&mut s, self.last_purchase.filter(|&t| t >= horizon_lo));
@@ -272,15 +297,17 @@ impl UserState {
     }
 }
 
+fn push_u64(s: &mut String, v: u64) {
+    s.push_str(itoa::Buffer::new().format(v));
+}
+
 fn json_f64(v: f64) -> String {
     serde_json::to_string(&v).unwrap_or_else(|_| "null".into())
 }
 
 fn write_opt(s: &mut String, v: Option<u64>) {
     match v {
-        Some(v) => {
-            let _ = write!(s, "{v}");
-        }
+        Some(v) => push_u64(s, v),
         None => s.push_str("null"),
     }
 }
@@ -294,7 +321,8 @@ fn write_devices(s: &mut String, counts: &[(u32, u32)], devices: &Interner) {
             s.push(',');
         }
         s.push_str(&serde_json::to_string(name).unwrap_or_default());
-        let _ = write!(s, ":{c}");
+        s.push(':');
+        push_u64(s, u64::from(*c));
     }
     s.push('}');
 }
@@ -308,6 +336,8 @@ pub struct UserStage {
     free: Vec<usize>,
     bots: FxHashSet<Box<str>>,
     pending: Vec<Event>,
+    dirty: Vec<usize>,
+    deleted: Vec<String>,
     timers: BinaryHeap<Reverse<(u64, usize)>>,
     products: Interner,
     categories: Interner,
@@ -332,6 +362,8 @@ impl UserStage {
             free: Vec::new(),
             bots: FxHashSet::default(),
             pending: Vec::new(),
+            dirty: Vec::new(),
+            deleted: Vec::new(),
             timers: BinaryHeap::new(),
             products: Interner::default(),
             categories: Interner::default(),
@@ -375,47 +407,45 @@ impl UserStage {
         Some(state)
     }
 
-    /// Closes output tick `at`: applies the events with `ts < at`, moves the changed users to `at`.
-    pub fn close_tick(&mut self, at: u64, out: &mut impl FnMut(UserOut)) {
-        let p = self.params.clone();
-        let mut now: Vec<Event> = Vec::new();
-        let mut later = Vec::with_capacity(self.pending.len());
-        for e in self.pending.drain(..) {
-            if e.ts < at {
-                now.push(e);
-            } else {
+    /// Applies every pending event with `ts < until`, in `ts` order per user:
+    /// bot rules, the user's event log, trend contributions (tagged with the
+    /// tick the event enters at) and the site-wide log. Windows and records
+    /// wait for the next output tick.
+    pub fn apply(&mut self, until: u64, out: &mut impl FnMut(UserOut)) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut keyed: Vec<(usize, u64, usize)> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        let mut later = Vec::new();
+        for e in std::mem::take(&mut self.pending) {
+            if e.ts >= until {
                 later.push(e);
+            } else if self.bots.contains(e.user_id.as_str()) {
+                self.counters.bot_events.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let slot = self.slot_of(&e.user_id);
+                keyed.push((slot, e.ts, events.len()));
+                events.push(e);
             }
         }
         self.pending = later;
-        let mut keyed: Vec<(usize, Event)> = Vec::with_capacity(now.len());
-        for e in now {
-            if self.bots.contains(e.user_id.as_str()) {
-                self.counters.bot_events.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let slot = self.slot_of(&e.user_id);
-            keyed.push((slot, e));
-        }
-        keyed.sort_unstable_by_key(|(slot, e)| (*slot, e.ts));
-        let mut dirty: Vec<usize> = Vec::new();
-        let mut site_new: Vec<u64> = Vec::new();
+        keyed.sort_unstable();
+        let p = self.params.clone();
+        let mut site_new: Vec<u64> = Vec::with_capacity(keyed.len());
         let mut i = 0;
         while i < keyed.len() {
             let slot = keyed[i].0;
-            let j = i + keyed[i..].iter().take_while(|(s, _)| *s == slot).count();
-            let start = i;
+            let j = i + keyed[i..].iter().take_while(|k| k.0 == slot).count();
+            let group = &keyed[i..j];
             i = j;
-            let group = &keyed[start..j];
             let state = self.slots[slot].as_mut().expect("slot of a pending user");
-            let flag = group.iter().position(|(_, e)| state.bots.observe(e.ts, e.ua_bot, &p).is_some());
-            if flag.is_some() {
-                self.flag_bot(slot, at, group.len() as u64, out);
+            if let Some(flag_ts) = group.iter().find_map(|k| state.bots.observe(k.1, events[k.2].ua_bot, &p)) {
+                self.flag_bot(slot, p.tick_after(flag_ts), group.len() as u64, out);
                 continue;
             }
-            let n = group.len() as u64;
-            for (_, e) in keyed[start..i].iter_mut() {
-                let e = std::mem::replace(e, Event::placeholder());
+            for k in group {
+                let e = std::mem::replace(&mut events[k.2], Event::placeholder());
                 let ev = Ev {
                     ts: e.ts,
                     price: e.price,
@@ -430,25 +460,37 @@ impl UserStage {
                 state.events.push_back(ev);
                 state.total += 1;
                 site_new.push(ev.ts);
+                let tag = p.tick_after(e.ts);
                 if let Some(cat) = &e.category {
-                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None }));
+                    out(UserOut::Trend(Contribution { at: tag, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None }));
                 }
                 if let Some(pid) = e.product_id {
-                    out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid, ts: e.ts, diff: 1, category: e.category }));
+                    out(UserOut::Trend(Contribution { at: tag, kind: EntityKind::Product, id: pid, ts: e.ts, diff: 1, category: e.category }));
                 }
             }
-            self.counters.accepted.fetch_add(n, Ordering::Relaxed);
+            self.counters.accepted.fetch_add(group.len() as u64, Ordering::Relaxed);
             if !state.dirty {
                 state.dirty = true;
-                dirty.push(slot);
+                self.dirty.push(slot);
             }
         }
-        // Site-wide counts.
         site_new.sort_unstable();
         let counts = &mut self.site_counts;
         for ts in site_new {
             self.site.push(ts, (), |w, _, d| counts[w] += d);
         }
+    }
+
+    /// Closes output tick `at`: applies the events with `ts < at`, moves the
+    /// changed users to `at` and emits their records, and this worker's
+    /// site-wide counts.
+    pub fn close_tick(&mut self, at: u64, out: &mut impl FnMut(UserOut)) {
+        self.apply(at, out);
+        let p = self.params.clone();
+        for user_id in self.deleted.drain(..) {
+            out(UserOut::Feature(FeatureChange { at, user_id, features: None }));
+        }
+        let counts = &mut self.site_counts;
         self.site.advance(at, |w, _, d| counts[w] += d);
         out(UserOut::Site { at, counts: self.site_counts.clone() });
         // Users with a window edge in (previous tick, at].
@@ -460,13 +502,13 @@ impl UserStage {
             if let Some(state) = self.slots[slot].as_mut() {
                 if state.wake == t && !state.dirty {
                     state.dirty = true;
-                    dirty.push(slot);
+                    self.dirty.push(slot);
                 }
             }
         }
         let horizon_lo = at.saturating_sub(p.horizon_ms());
         let (mut records, mut sessions) = (0i64, 0i64);
-        for slot in dirty {
+        for slot in std::mem::take(&mut self.dirty) {
             let Some(state) = self.slots[slot].as_mut() else { continue };
             state.dirty = false;
             let sessions_before = state.sessions.len() as i64;
@@ -498,7 +540,9 @@ impl UserStage {
         self.counters.sessions.fetch_add(sessions, Ordering::Relaxed);
     }
 
-    /// Flags the user in `slot` as a bot at tick `at`: retracts everything it contributed.
+    /// Flags the user in `slot` as a bot as of tick `at` (the first tick past
+    /// its flag time): retracts everything it contributed; its row is deleted
+    /// at the next output tick.
     fn flag_bot(&mut self, slot: usize, at: u64, arriving: u64, out: &mut impl FnMut(UserOut)) {
         let Some(state) = self.remove(slot) else { return };
         let p = &self.params;
@@ -518,7 +562,7 @@ impl UserStage {
             }
         }
         if state.has_record {
-            out(UserOut::Feature(FeatureChange { at, user_id: state.id.to_string(), features: None }));
+            self.deleted.push(state.id.to_string());
             self.counters.users_with_features.fetch_sub(1, Ordering::Relaxed);
         }
         self.counters.sessions.fetch_sub(state.sessions.len() as i64, Ordering::Relaxed);
@@ -540,8 +584,11 @@ pub fn user_features<'s>(
         Ingest::Tick { worker, .. } => u64::from(*worker),
     });
     let mut stage = UserStage::new(params.clone(), counters);
-    ingest.unary_frontier(route, "UserFeatures", move |_cap, _info| {
-        let mut ticks: Vec<(u64, timely::dataflow::operators::Capability<u64>)> = Vec::new();
+    let tick = params.tick_ms;
+    ingest.unary_frontier(route, "UserFeatures", move |cap, _info| {
+        // Held at the input frontier: eager outputs (contributions) go out at it.
+        let mut held = Some(cap);
+        let mut ticks: Vec<(u64, Capability<u64>)> = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 for item in data.drain(..) {
@@ -556,6 +603,21 @@ pub fn user_features<'s>(
                 let Some((at, cap)) = ticks.pop() else { break };
                 let mut session = output.session(&cap);
                 stage.close_tick(at, &mut |o| session.give(o));
+            }
+            // Every event with ts < frontier - tick has arrived: apply them now.
+            match frontier.frontier().first().copied() {
+                Some(f) => {
+                    if let Some(h) = held.as_mut() {
+                        {
+                            let mut session = output.session(&*h);
+                            stage.apply(f.saturating_sub(tick), &mut |o| session.give(o));
+                        }
+                        if *h.time() < f {
+                            h.downgrade(&f);
+                        }
+                    }
+                }
+                None => held = None,
             }
         }
     })

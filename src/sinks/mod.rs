@@ -2,10 +2,11 @@
 //!
 //! The store sink runs on worker 0, where the dataflow routes every
 //! [`Change`]. It stashes changes by output tick and, once its input frontier
-//! has passed a tick (every worker is done with it), writes that tick's trend
-//! deltas, then the tick's rows and the `as_of` marker in one store
-//! transaction. Ticks at or below the store's `as_of` are skipped: a restart
-//! never moves a record back in time.
+//! has passed a tick (every worker is done with it), hands the tick to the
+//! writer thread, which writes the tick's trend deltas, then its rows and the
+//! `as_of` marker in one store transaction, tick after tick, while the
+//! dataflow computes the next ones. Ticks at or below the store's `as_of` are
+//! skipped: a restart never moves a record back in time.
 
 pub mod jsonl;
 pub mod sqlite;
@@ -16,7 +17,9 @@ use clickflow_dataflows::messages::TrendChange;
 use clickflow_dataflows::Change;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -54,9 +57,55 @@ pub struct SinkParts {
     pub deltas: Box<dyn TrendDeltas>,
 }
 
-/// Attaches the store sink; `parts` is `Some` on worker 0 only.
-pub fn store_sink(changes: StreamVec<'_, u64, Change>, parts: Option<SinkParts>, metrics: Arc<Metrics>, error: Arc<Mutex<Option<anyhow::Error>>>) {
-    let mut parts = parts;
+/// One closed output tick on its way to the writer.
+pub struct ClosedTick {
+    /// The output tick.
+    pub at: u64,
+    /// Everything that changed at it.
+    pub changes: Vec<Change>,
+    /// When the dataflow closed it.
+    pub closed: Instant,
+}
+
+/// Starts the writer thread: ticks arrive in order; each is written (trend
+/// deltas, then rows, then `as_of`) before the next. A failed write stops it
+/// and records the error; the run then fails.
+pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mutex<Option<anyhow::Error>>>) -> (SyncSender<ClosedTick>, JoinHandle<()>) {
+    let (tx, rx) = sync_channel::<ClosedTick>(2);
+    let handle = std::thread::Builder::new()
+        .name("clickflow:store".into())
+        .spawn(move || {
+            for tick in rx {
+                if parts.store.as_of().is_some_and(|a| a >= tick.at) {
+                    continue;
+                }
+                let mut deltas: Vec<&TrendChange> = tick
+                    .changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Trend(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+                let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
+                if let Err(e) = result {
+                    error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    return;
+                }
+                let users = tick.changes.iter().filter(|c| matches!(c, Change::User(_))).count();
+                metrics.rows_written.fetch_add((users + deltas.len()) as u64, Ordering::Relaxed);
+                metrics.record_tick(tick.at, tick.closed.elapsed());
+            }
+        })
+        .expect("spawning the store writer thread");
+    (tx, handle)
+}
+
+/// Attaches the store sink; `writer` is `Some` on worker 0 only. Each tick is
+/// handed to the writer once the sink's frontier has passed it.
+pub fn store_sink(changes: StreamVec<'_, u64, Change>, writer: Option<SyncSender<ClosedTick>>) {
+    let mut writer = writer;
     let mut stash: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
     changes.sink(Pipeline, "StoreSink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
@@ -69,29 +118,10 @@ pub fn store_sink(changes: StreamVec<'_, u64, Change>, parts: Option<SinkParts>,
                 break;
             }
             let (at, changes) = entry.remove_entry();
-            let Some(p) = parts.as_mut() else { continue };
-            if p.store.as_of().is_some_and(|a| a >= at) {
-                continue;
-            }
-            let started = Instant::now();
-            let mut deltas: Vec<&TrendChange> = changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::Trend(t) => Some(t),
-                    _ => None,
-                })
-                .collect();
-            deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-            let result = p.deltas.write(&deltas).and_then(|_| p.deltas.flush()).and_then(|_| p.store.write_tick(at, &changes));
-            match result {
-                Ok(()) => {
-                    metrics.record_tick(at, started.elapsed());
-                    let users = changes.iter().filter(|c| matches!(c, Change::User(_))).count();
-                    metrics.rows_written.fetch_add((users + deltas.len()) as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                    parts = None;
+            if let Some(tx) = writer.as_ref() {
+                if tx.send(ClosedTick { at, changes, closed: Instant::now() }).is_err() {
+                    // The writer stopped on an error; it is recorded for the run.
+                    writer = None;
                 }
             }
         }

@@ -34,7 +34,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let hint = || format!("cannot open the SQLite store {} (is the directory writable?)", path.display());
         let conn = Connection::open(path).with_context(hint)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").with_context(hint)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;").with_context(hint)?;
         conn.execute_batch(SCHEMA).with_context(hint)?;
         let as_of = read_as_of(&conn).with_context(hint)?;
         Ok(SqliteStore { path: path.to_owned(), conn, as_of })
