@@ -1,8 +1,9 @@
 //! The records that flow between the stages of the dataflow.
 //!
-//! Every record produced for an output tick carries that tick (`at`): the
-//! dataflow's timely time is the output tick itself, and stages process a tick
-//! once their input frontier has passed it (SPEC section 7: per closed tick).
+//! Every record carries the tick it belongs to (`at`). Records of an output
+//! tick travel at that timely time, and a stage processes the tick once its
+//! input frontier has passed it (SPEC section 7: per closed tick); trend
+//! contributions travel earlier, as soon as their events are sealed.
 
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,8 @@ impl EntityKind {
 /// the trend counts of one entity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Contribution {
-    /// The output tick.
+    /// The tick the event enters at (a retraction: the tick after the flag
+    /// time); it counts from the first output tick at or after it.
     pub at: u64,
     /// Product or category.
     pub kind: EntityKind,

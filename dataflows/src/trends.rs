@@ -4,11 +4,12 @@
 //!   site-wide accepted-event counts per trend width; [`trend_width`] (one
 //!   worker) sums them once the tick is closed and broadcasts `w*`: the
 //!   smallest width with at least `trend_min_events`, else the largest.
-//! * **Counts.** Contributions are exchanged by entity. Each worker keeps one
-//!   [`WindowLog`] over all its entities' events, counting in every trend width
-//!   and the baseline at once (so a change of `w*` needs no recount), and
-//!   retracting a bot's events when its user is flagged. Cost per event:
-//!   O(widths), plus a binary search per retraction.
+//! * **Counts.** Contributions are exchanged by entity and applied once the
+//!   frontier passes their tag (the tick their event enters at). Each worker
+//!   keeps one [`WindowLog`] over all its entities' events, counting in every
+//!   trend width and the baseline at once (so a change of `w*` needs no
+//!   recount), and retracting a bot's events when its user is flagged. Cost
+//!   per event: O(widths), plus a binary search per retraction.
 //! * **Records.** At each closed tick the entities whose counts changed (all
 //!   of them if `w*` changed) get their record recomputed; a changed record is
 //!   emitted as a [`TrendChange`] with its previous values — the trend delta.

@@ -1,28 +1,29 @@
 //! The user stage: bots, sessions and windowed user features (SPEC sections 3-5).
 //!
-//! Events are exchanged by `user_id`; each worker owns its users. An operator
-//! stashes arriving events until an output tick `A` closes (its input frontier
-//! passes `A`), then applies every event with `ts < A` in `ts` order and moves
-//! every user whose state changes at `A` to `A`:
+//! Events are exchanged by `user_id`; each worker owns its users. Work is
+//! split between two moments:
 //!
-//! * per user, the accepted events of the retention period (the horizon, or
-//!   the trend baseline if longer) in a deque, 32 bytes each;
-//! * per window, event aggregates (counts, spend in exact fixed point, hour
-//!   histogram, product multiset) over the counted range of that deque — an
-//!   event is added once and removed once per window, found by a cursor;
-//! * sessions and their per-window aggregates ([`crate::sessions`]);
-//! * a [`BotDetector`]; once it fires the user's earlier events are retracted
-//!   from the trend stage and the site-wide counts, its feature row is deleted
-//!   and only its id is kept: later events are dropped at the door, O(1).
+//! * **Apply**, as soon as the input frontier seals events (every event with
+//!   `ts < frontier - tick` has arrived): in `ts` order per user, the bot rules
+//!   run, the event joins the user's log, and its trend contributions go out
+//!   tagged with the tick it enters at. A bot flag retracts every earlier
+//!   contribution of the user (tagged with the tick after its flag time) and
+//!   its site-wide counts, and leaves only the user's id: later events are
+//!   dropped at the door, O(1).
+//! * **Close** output tick `A` (the frontier has passed `A`): every user with
+//!   new events, or with a window edge in `(previous tick, A]` (a timer heap
+//!   keyed by the next edge), is moved to `A` and its full record (or its
+//!   deletion) is emitted; so are this worker's site-wide counts per trend
+//!   width, for `w*`.
 //!
-//! A user is visited at `A` only if it received events or a window edge of it
-//! falls in `(previous tick, A]` (a timer heap keyed by the next edge), so the
-//! cost is O(1) amortized per event and window. Each visited user emits its
-//! full record (or its deletion) for `A`; the sink writes it.
-//!
-//! The stage also keeps this worker's share of the site-wide accepted-event
-//! counts per trend width (SPEC section 6's `w*`), sent per tick to the trend
-//! width aggregator.
+//! State per user: the accepted events of the retention period (the horizon,
+//! or the trend baseline if longer) in a deque, 32 bytes each; per window,
+//! event aggregates (counts, spend in exact fixed point, hour histogram,
+//! product multiset) over a counted range of that deque — each event is added
+//! once and removed once per window, found by a cursor; sessions and their
+//! per-window aggregates ([`crate::sessions`]); a [`BotDetector`], kept past
+//! the user's events until it can no longer matter. Cost: O(1) amortized per
+//! event and window, plus one record per changed user per output tick.
 
 use crate::bots::BotDetector;
 use crate::event::{Event, EventKind};
