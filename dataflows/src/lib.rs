@@ -22,6 +22,7 @@ pub mod intern;
 pub mod messages;
 pub mod params;
 pub mod sessions;
+pub mod slab;
 pub mod trending;
 pub mod trends;
 pub mod user_features;

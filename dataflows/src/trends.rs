@@ -24,6 +24,7 @@
 use crate::intern::{Interner, NONE};
 use crate::messages::{route_hash, Contribution, EntityKind, TrendChange, TrendValues};
 use crate::params::Params;
+use crate::slab::Slab;
 use crate::trending::{Candidate, LocalList};
 use crate::windows::WindowLog;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -127,8 +128,7 @@ pub struct TrendStage {
     params: Params,
     /// Entity index by id, one map per kind (looked up by `&str`, no allocation).
     index: [FxHashMap<Box<str>, usize>; 2],
-    entities: Vec<Option<Entity>>,
-    free: Vec<usize>,
+    entities: Slab<Entity>,
     log: WindowLog<(u32, u32)>,
     category_names: Interner,
     window_ms: u64,
@@ -148,8 +148,7 @@ impl TrendStage {
             window_ms: 0,
             params,
             index: [FxHashMap::default(), FxHashMap::default()],
-            entities: Vec::new(),
-            free: Vec::new(),
+            entities: Slab::default(),
             category_names: Interner::default(),
             dirty: Vec::new(),
             eligible: FxHashSet::default(),
@@ -164,22 +163,13 @@ impl TrendStage {
         }
         let n = self.params.trend_widths_ms.len() + 1;
         let e = Entity { kind, id: id.into(), counts: vec![0; n], record: None, categories: VecDeque::new(), dirty: false };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.entities[i] = Some(e);
-                i
-            }
-            None => {
-                self.entities.push(Some(e));
-                self.entities.len() - 1
-            }
-        };
+        let i = self.entities.insert(e);
         self.index[kind as usize].insert(id.into(), i);
         i
     }
 
-    fn count_change(entities: &mut [Option<Entity>], dirty: &mut Vec<usize>, w: usize, key: (u32, u32), d: i64) {
-        if let Some(e) = entities[key.0 as usize].as_mut() {
+    fn count_change(entities: &mut Slab<Entity>, dirty: &mut Vec<usize>, w: usize, key: (u32, u32), d: i64) {
+        if let Some(e) = entities.get_mut(key.0 as usize) {
             e.counts[w] += d;
             if !e.dirty {
                 e.dirty = true;
@@ -201,7 +191,7 @@ impl TrendStage {
             if c.diff < 0 {
                 self.log.retract(c.ts, (e as u32, cat), changed);
                 if cat != NONE {
-                    if let Some(ent) = self.entities[e].as_mut() {
+                    if let Some(ent) = self.entities.get_mut(e) {
                         let start = ent.categories.partition_point(|x| x.0 < c.ts);
                         if let Some(x) = ent.categories.range_mut(start..).take_while(|x| x.0 == c.ts).find(|x| x.1 == cat && x.2) {
                             x.2 = false;
@@ -211,13 +201,13 @@ impl TrendStage {
             } else {
                 self.log.push(c.ts, (e as u32, cat), changed);
                 if cat != NONE {
-                    if let Some(ent) = self.entities[e].as_mut() {
+                    if let Some(ent) = self.entities.get_mut(e) {
                         ent.categories.push_back((c.ts, cat, true));
                     }
                 }
             }
             // A new entity whose only contribution was a retraction of a forgotten event.
-            if let Some(ent) = self.entities[e].as_mut() {
+            if let Some(ent) = self.entities.get_mut(e) {
                 if !ent.dirty {
                     ent.dirty = true;
                     self.dirty.push(e);
@@ -233,12 +223,10 @@ impl TrendStage {
         self.log.advance(at, |w, key, d| Self::count_change(entities, dirty, w, key, d));
         if window_ms != self.window_ms {
             self.window_ms = window_ms;
-            for (i, e) in self.entities.iter_mut().enumerate() {
-                if let Some(e) = e {
-                    if e.record.is_some() && !e.dirty {
-                        e.dirty = true;
-                        self.dirty.push(i);
-                    }
+            for (i, e) in self.entities.iter_mut() {
+                if e.record.is_some() && !e.dirty {
+                    e.dirty = true;
+                    self.dirty.push(i);
                 }
             }
         }
@@ -247,7 +235,7 @@ impl TrendStage {
         let nb = self.params.trend_widths_ms.len();
         let baseline_lo = at.saturating_sub(self.params.baseline_ms);
         for i in std::mem::take(&mut self.dirty) {
-            let Some(e) = self.entities[i].as_mut() else { continue };
+            let Some(e) = self.entities.get_mut(i) else { continue };
             e.dirty = false;
             while e.categories.front().is_some_and(|x| x.0 < baseline_lo) {
                 e.categories.pop_front();
@@ -268,10 +256,9 @@ impl TrendStage {
                 self.eligible.remove(&i);
             }
             if new.is_none() && baseline == 0 {
-                if let Some(e) = self.entities[i].take() {
+                if let Some(e) = self.entities.remove(i) {
                     self.index[e.kind as usize].remove(&e.id);
                 }
-                self.free.push(i);
             }
         }
         if any_change {
@@ -299,7 +286,7 @@ impl TrendStage {
     fn rank(&mut self, at: u64, lists: &mut impl FnMut(LocalList)) {
         let mut by_list: FxHashMap<String, Vec<Candidate>> = FxHashMap::default();
         for &i in &self.eligible {
-            let Some(e) = self.entities[i].as_ref() else { continue };
+            let Some(e) = self.entities.get(i) else { continue };
             let Some(r) = e.record else { continue };
             let (n, d) = score_parts(r.count, r.baseline_count, r.window_ms, self.params.baseline_ms);
             let cand = Candidate { id: e.id.to_string(), n, d, count: r.count, score: r.score };
@@ -441,7 +428,7 @@ mod tests {
         let gone = close(&mut s, T0 + p.baseline_ms + 1000, H, vec![]);
         assert_eq!(gone.len(), 2);
         assert!(gone.iter().all(|c| c.new.is_none() && c.prev.is_some()), "baseline 0: deleted");
-        assert!(s.entities.iter().all(Option::is_none), "and forgotten");
+        assert!(s.entities.is_empty(), "and forgotten");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::intern::{Interner, NONE};
 use crate::messages::{route_hash, Contribution, EntityKind, FeatureChange, Ingest};
 use crate::params::Params;
 use crate::sessions::{SessionAgg, Sessions, MAX_WINDOWS};
+use crate::slab::Slab;
 use crate::windows::WindowLog;
 use crate::Counters;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -333,8 +334,7 @@ pub struct UserStage {
     params: Params,
     widths: Vec<u64>,
     users: FxHashMap<Box<str>, usize>,
-    slots: Vec<Option<UserState>>,
-    free: Vec<usize>,
+    slots: Slab<UserState>,
     bots: FxHashSet<Box<str>>,
     pending: Vec<Event>,
     dirty: Vec<usize>,
@@ -359,8 +359,7 @@ impl UserStage {
             params,
             widths,
             users: FxHashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slab::default(),
             bots: FxHashSet::default(),
             pending: Vec::new(),
             dirty: Vec::new(),
@@ -386,25 +385,14 @@ impl UserStage {
         if let Some(&s) = self.users.get(id) {
             return s;
         }
-        let state = UserState::new(id, self.widths.len());
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s] = Some(state);
-                s
-            }
-            None => {
-                self.slots.push(Some(state));
-                self.slots.len() - 1
-            }
-        };
+        let slot = self.slots.insert(UserState::new(id, self.widths.len()));
         self.users.insert(id.into(), slot);
         slot
     }
 
     fn remove(&mut self, slot: usize) -> Option<UserState> {
-        let state = self.slots[slot].take()?;
+        let state = self.slots.remove(slot)?;
         self.users.remove(&state.id);
-        self.free.push(slot);
         Some(state)
     }
 
@@ -440,7 +428,7 @@ impl UserStage {
             let j = i + keyed[i..].iter().take_while(|k| k.0 == slot).count();
             let group = &keyed[i..j];
             i = j;
-            let state = self.slots[slot].as_mut().expect("slot of a pending user");
+            let state = self.slots.get_mut(slot).expect("slot of a pending user");
             if let Some(flag_ts) = group.iter().find_map(|k| state.bots.observe(k.1, events[k.2].ua_bot, &p)) {
                 self.flag_bot(slot, p.tick_after(flag_ts), group.len() as u64, out);
                 continue;
@@ -500,7 +488,7 @@ impl UserStage {
                 break;
             }
             self.timers.pop();
-            if let Some(state) = self.slots[slot].as_mut() {
+            if let Some(state) = self.slots.get_mut(slot) {
                 if state.wake == t && !state.dirty {
                     state.dirty = true;
                     self.dirty.push(slot);
@@ -510,7 +498,7 @@ impl UserStage {
         let horizon_lo = at.saturating_sub(p.horizon_ms());
         let (mut records, mut sessions) = (0i64, 0i64);
         for slot in std::mem::take(&mut self.dirty) {
-            let Some(state) = self.slots[slot].as_mut() else { continue };
+            let Some(state) = self.slots.get_mut(slot) else { continue };
             state.dirty = false;
             let sessions_before = state.sessions.len() as i64;
             let wake = state.advance(at, &p, &self.widths, &self.devices);
@@ -758,7 +746,7 @@ mod tests {
             assert!(s.pending.is_empty(), "dropped at the door");
         }
         close(&mut s, T0 + 300_000);
-        assert!(s.users.is_empty() && s.slots.iter().all(Option::is_none));
+        assert!(s.users.is_empty() && s.slots.is_empty());
         assert_eq!(counters.bot_events.load(Ordering::Relaxed), 200_020);
     }
 
