@@ -18,6 +18,14 @@ if [ ! -d ../shared/conformance ]; then
     exit 1
 fi
 
+echo "== services (Redis, Kafka-protocol broker on 127.0.0.1)"
+scripts/services.sh start
+trap 'scripts/services.sh stop' EXIT
+set -a
+# shellcheck disable=SC1091
+. .services/env
+set +a
+
 echo "== build (release)"
 cargo build --release --all-targets
 echo "== tests"

@@ -209,6 +209,25 @@ impl Default for OutputConfig {
     }
 }
 
+/// `[store]`: which online store the run writes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `"sqlite"` (embedded, `output.dir/features.db`) or `"redis"` (`[redis]`).
+    pub kind: StoreKind,
+}
+
+/// The online store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file.
+    #[default]
+    Sqlite,
+    /// A Redis server.
+    Redis,
+}
+
 /// `[run]`: how the process runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -245,6 +264,10 @@ pub struct Config {
     pub output: OutputConfig,
     /// `[run]`.
     pub run: RunConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[redis]`.
+    pub redis: crate::sinks::redis::RedisConfig,
     /// `[generator]`: the built-in workload.
     pub generator: GeneratorConfig,
 }
@@ -270,6 +293,7 @@ impl Config {
             }
         })?;
         config.params()?;
+        config.redis.check()?;
         if config.run.workers == 0 {
             return Err("`run.workers` must be at least 1".into());
         }
@@ -344,6 +368,8 @@ mod tests {
             ("[clock]\nmode = \"sundial\"", "`clock.mode`"),
             ("[run]\nworkers = 0", "`run.workers`"),
             ("[nope]\n", "nope"),
+            ("[store]\nkind = \"postgres\"", "`store.kind`"),
+            ("[redis]\nurl = \"http://x\"", "`redis.url`"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text).unwrap_err();

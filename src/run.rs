@@ -6,7 +6,9 @@
 //! are one clear line and a non-zero exit. Worker 0 reads the input and owns
 //! the sinks; every worker runs the user and trend stages on its share.
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
+use crate::sinks::redis::RedisStore;
+use crate::sinks::Store;
 use crate::metrics::{Metrics, Progress, Summary};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::sqlite::SqliteStore;
@@ -58,8 +60,11 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let source = open_source(config, target.input.as_deref())?;
     std::fs::create_dir_all(&target.out)
         .with_context(|| format!("cannot create the output directory {}", target.out.display()))?;
-    let store = SqliteStore::open(&target.out.join(STORE_FILE))?;
-    let resuming = crate::sinks::Store::as_of(&store).is_some();
+    let store: Box<dyn Store> = match config.store.kind {
+        StoreKind::Sqlite => Box::new(SqliteStore::open(&target.out.join(STORE_FILE))?),
+        StoreKind::Redis => Box::new(RedisStore::open(&config.redis)?),
+    };
+    let resuming = store.as_of().is_some();
     let deltas = JsonlFile::open(&target.out.join(DELTAS_FILE), resuming)?;
     let dead_letters = JsonlFile::open(&target.out.join(DEAD_LETTERS_FILE), false)?;
 
@@ -67,7 +72,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let counters = Arc::new(Counters::default());
     let error: Arc<Mutex<Option<anyhow::Error>>> = Arc::new(Mutex::new(None));
     let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
-    let (writer_tx, writer) = spawn_writer(SinkParts { store: Box::new(store), deltas: Box::new(deltas) }, metrics.clone(), error.clone());
+    let (writer_tx, writer) = spawn_writer(SinkParts { store, deltas: Box::new(deltas) }, metrics.clone(), error.clone());
     let writer_tx = Mutex::new(Some(writer_tx));
     let batch_lines = config.input.batch_lines.unwrap_or(crate::config::DEFAULT_BATCH_LINES);
     let decoders = config.input.decoders.unwrap_or(target.workers);
@@ -94,17 +99,15 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let results = guards.join();
     let writer_done = writer.join();
     progress.finish();
-    if writer_done.is_err() {
+    let Ok(mut store) = writer_done else {
         bail!("the store writer thread failed");
-    }
+    };
     for r in results {
         r.map_err(|e| anyhow!("a worker failed: {e}"))?;
     }
     if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
-    let conn = rusqlite::Connection::open(target.out.join(STORE_FILE)).context("cannot reopen the store")?;
-    let trend_records: i64 = conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).context("cannot count trends")?;
-    let as_of = crate::sinks::sqlite::read_as_of(&conn).context("cannot read as_of")?;
-    Ok(Summary::collect(&metrics, &counters, trend_records as u64, as_of))
+    let trend_records = store.trend_records()?;
+    Ok(Summary::collect(&metrics, &counters, trend_records, store.as_of()))
 }

@@ -9,6 +9,7 @@
 //! skipped: a restart never moves a record back in time.
 
 pub mod jsonl;
+pub mod redis;
 pub mod sqlite;
 
 use crate::metrics::Metrics;
@@ -47,6 +48,8 @@ pub trait Store: Send {
     fn as_of(&self) -> Option<u64>;
     /// Writes one closed tick's changes, then sets `as_of = at`.
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()>;
+    /// How many trend records the store holds.
+    fn trend_records(&mut self) -> Result<u64>;
 }
 
 /// The sinks of worker 0.
@@ -70,7 +73,7 @@ pub struct ClosedTick {
 /// Starts the writer thread: ticks arrive in order; each is written (trend
 /// deltas, then rows, then `as_of`) before the next. A failed write stops it
 /// and records the error; the run then fails.
-pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mutex<Option<anyhow::Error>>>) -> (SyncSender<ClosedTick>, JoinHandle<()>) {
+pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mutex<Option<anyhow::Error>>>) -> (SyncSender<ClosedTick>, JoinHandle<Box<dyn Store>>) {
     let (tx, rx) = sync_channel::<ClosedTick>(2);
     let handle = std::thread::Builder::new()
         .name("clickflow:store".into())
@@ -91,12 +94,13 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mute
                 let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
                 if let Err(e) = result {
                     error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                    return;
+                    break;
                 }
                 let users = tick.changes.iter().filter(|c| matches!(c, Change::User(_))).count();
                 metrics.rows_written.fetch_add((users + deltas.len()) as u64, Ordering::Relaxed);
                 metrics.record_tick(tick.at, tick.closed.elapsed());
             }
+            parts.store
         })
         .expect("spawning the store writer thread");
     (tx, handle)

@@ -52,6 +52,11 @@ impl Store for SqliteStore {
         self.as_of
     }
 
+    fn trend_records(&mut self) -> Result<u64> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).with_context(|| format!("cannot count trends in {}", self.path.display()))?;
+        Ok(n as u64)
+    }
+
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {
         let path = self.path.clone();
         let ctx = || format!("cannot write tick {at} to {}", path.display());
