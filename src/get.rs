@@ -1,4 +1,5 @@
-//! `clickflow get`: read features, trends and trending lists back from the store.
+//! `clickflow get`: read features, trends and trending lists back from the
+//! store the config names: the SQLite file, or Redis (`[store] kind = "redis"`).
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -58,4 +59,56 @@ pub fn trending(store: &Path, list: &str) -> Result<Value> {
     let mut names = conn.prepare("SELECT DISTINCT list FROM trending ORDER BY list")?;
     let lists = names.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(json!({"list": list, "store_as_of": store_as_of(&conn)?, "entries": rows, "lists": lists}))
+}
+
+/// Reads from Redis, in the same JSON shapes as the SQLite readers.
+pub mod redis_store {
+    use crate::sinks::redis::{read_as_of, RedisConfig};
+    use anyhow::{Context, Result};
+    use redis::Commands;
+    use serde_json::{json, Map, Value};
+    use std::collections::BTreeMap;
+
+    fn connect(cfg: &RedisConfig) -> Result<redis::Connection> {
+        redis::Client::open(cfg.url.as_str())
+            .and_then(|c| c.get_connection())
+            .with_context(|| format!("cannot reach Redis at {}", cfg.url))
+    }
+
+    fn fields_json(fields: BTreeMap<String, String>) -> (Option<u64>, Value) {
+        let mut obj = Map::new();
+        let mut row_as_of = None;
+        for (k, v) in fields {
+            if k == "as_of" {
+                row_as_of = v.parse().ok();
+            } else {
+                obj.insert(k, serde_json::from_str(&v).unwrap_or(Value::String(v)));
+            }
+        }
+        (row_as_of, Value::Object(obj))
+    }
+
+    /// One user's feature record (null features are absent in Redis).
+    pub fn user(cfg: &RedisConfig, id: &str) -> Result<Value> {
+        let mut c = connect(cfg)?;
+        let fields: BTreeMap<String, String> = c.hgetall(format!("{}user:{id}", cfg.prefix))?;
+        let (row_as_of, features) = if fields.is_empty() { (None, Value::Null) } else { fields_json(fields) };
+        Ok(json!({"user_id": id, "store_as_of": read_as_of(&mut c, &cfg.prefix)?, "row_as_of": row_as_of, "features": features}))
+    }
+
+    /// One trend record.
+    pub fn trend(cfg: &RedisConfig, kind: &str, id: &str) -> Result<Value> {
+        let mut c = connect(cfg)?;
+        let fields: BTreeMap<String, String> = c.hgetall(format!("{}trend:{kind}:{id}", cfg.prefix))?;
+        let trend = if fields.is_empty() { Value::Null } else { fields_json(fields).1 };
+        Ok(json!({"entity_type": kind, "entity_id": id, "store_as_of": read_as_of(&mut c, &cfg.prefix)?, "trend": trend}))
+    }
+
+    /// A trending list, by score (Redis keeps no counts or tie order).
+    pub fn trending(cfg: &RedisConfig, list: &str) -> Result<Value> {
+        let mut c = connect(cfg)?;
+        let entries: Vec<(String, f64)> = c.zrevrange_withscores(format!("{}trending:{list}", cfg.prefix), 0, -1)?;
+        let entries: Vec<Value> = entries.into_iter().enumerate().map(|(i, (id, s))| json!({"rank": i + 1, "entity_id": id, "score": s})).collect();
+        Ok(json!({"list": list, "store_as_of": read_as_of(&mut c, &cfg.prefix)?, "entries": entries}))
+    }
 }

@@ -181,6 +181,15 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Get { out, config, what } => {
             let cfg = load(config.as_ref())?;
+            if cfg.store.kind == config::StoreKind::Redis {
+                let value = match what {
+                    GetWhat::User { id } => get::redis_store::user(&cfg.redis, &id)?,
+                    GetWhat::Trending { list } => get::redis_store::trending(&cfg.redis, list.as_deref().unwrap_or("global"))?,
+                    GetWhat::Trend { entity_type, id } => get::redis_store::trend(&cfg.redis, &entity_type, &id)?,
+                };
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
             let store = out.unwrap_or(cfg.output.dir).join(run::STORE_FILE);
             let value = match what {
                 GetWhat::User { id } => get::user(&store, &id)?,
