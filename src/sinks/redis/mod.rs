@@ -14,7 +14,11 @@
 //! with backoff (100 ms doubling to 5 s); after reconnecting, if the store's
 //! `as_of` is gone or behind (a Redis without persistence restarted), it
 //! first rewrites every row from its mirror of what it wrote, so nothing is
-//! lost. Redis unreachable at start is an error: a wrong URL should not hang.
+//! lost. A tick whose `EXEC` committed but whose reply was lost is simply
+//! sent again (it rewrites the same keys). The mirror already holds the tick
+//! being retried, so a restore may briefly show rows newer than `as_of`:
+//! allowed, a reader of `as_of = A` sees records as of `A` or later. Redis
+//! unreachable at start is an error: a wrong URL should not hang.
 
 pub mod config;
 
