@@ -28,12 +28,8 @@ pub struct Metrics {
     pub future: AtomicU64,
     /// Output ticks written to the store.
     pub ticks_written: AtomicU64,
-    /// Rows and deltas written.
-    pub rows_written: AtomicU64,
     /// The store's latest `as_of`.
     pub as_of: AtomicU64,
-    /// `A_end` of a finite input (0: none).
-    pub a_end: AtomicU64,
     /// Source progress: done.
     pub progress_done: AtomicU64,
     /// Source progress: total (0: unknown).
@@ -52,9 +48,7 @@ impl Metrics {
             late: AtomicU64::new(0),
             future: AtomicU64::new(0),
             ticks_written: AtomicU64::new(0),
-            rows_written: AtomicU64::new(0),
             as_of: AtomicU64::new(0),
-            a_end: AtomicU64::new(0),
             progress_done: AtomicU64::new(0),
             progress_total: AtomicU64::new(0),
             write_latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds")),
@@ -82,6 +76,15 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The first fatal error of a run, shared by the reader, the workers and the
+/// store writer; the run fails with it.
+pub type FirstError = Arc<Mutex<Option<anyhow::Error>>>;
+
+/// Records `e` unless an earlier error is recorded already.
+pub fn record_error(slot: &FirstError, e: anyhow::Error) {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
 }
 
 /// Prints a progress line to stderr until stopped (only on a terminal).

@@ -9,7 +9,7 @@
 use crate::config::{Config, StoreKind};
 use crate::sinks::redis::RedisStore;
 use crate::sinks::Store;
-use crate::metrics::{Metrics, Progress, Summary};
+use crate::metrics::{FirstError, Metrics, Progress, Summary};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::sqlite::SqliteStore;
 use crate::sinks::{spawn_writer, store_sink, DeadLetters, SinkParts};
@@ -70,7 +70,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
 
     let metrics = Arc::new(Metrics::new());
     let counters = Arc::new(Counters::default());
-    let error: Arc<Mutex<Option<anyhow::Error>>> = Arc::new(Mutex::new(None));
+    let error: FirstError = Arc::default();
     let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
     let (writer_tx, writer) = spawn_writer(SinkParts { store, deltas: Box::new(deltas) }, metrics.clone(), error.clone());
     let writer_tx = Mutex::new(Some(writer_tx));

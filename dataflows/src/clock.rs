@@ -87,11 +87,6 @@ impl Clock {
             end
         })
     }
-
-    /// The last output tick closed.
-    pub fn closed(&self) -> u64 {
-        self.closed
-    }
 }
 
 #[cfg(test)]

@@ -43,14 +43,4 @@ impl Interner {
     pub fn name_opt(&self, id: u32) -> Option<&str> {
         (id != NONE).then(|| self.name(id))
     }
-
-    /// Number of distinct strings.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Whether no string was interned.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }

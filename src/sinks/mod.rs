@@ -12,14 +12,13 @@ pub mod jsonl;
 pub mod redis;
 pub mod sqlite;
 
-use crate::metrics::Metrics;
+use crate::metrics::{record_error, FirstError, Metrics};
 use anyhow::Result;
 use clickflow_dataflows::messages::TrendChange;
 use clickflow_dataflows::Change;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 use timely::dataflow::channels::pact::Pipeline;
@@ -73,7 +72,7 @@ pub struct ClosedTick {
 /// Starts the writer thread: ticks arrive in order; each is written (trend
 /// deltas, then rows, then `as_of`) before the next. A failed write stops it
 /// and records the error; the run then fails.
-pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mutex<Option<anyhow::Error>>>) -> (SyncSender<ClosedTick>, JoinHandle<Box<dyn Store>>) {
+pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstError) -> (SyncSender<ClosedTick>, JoinHandle<Box<dyn Store>>) {
     let (tx, rx) = sync_channel::<ClosedTick>(2);
     let handle = std::thread::Builder::new()
         .name("clickflow:store".into())
@@ -93,11 +92,9 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: Arc<Mute
                 deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
                 let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
                 if let Err(e) = result {
-                    error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    record_error(&error, e);
                     break;
                 }
-                let users = tick.changes.iter().filter(|c| matches!(c, Change::User(_))).count();
-                metrics.rows_written.fetch_add((users + deltas.len()) as u64, Ordering::Relaxed);
                 metrics.record_tick(tick.at, tick.closed.elapsed());
             }
             parts.store

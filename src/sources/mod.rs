@@ -1,11 +1,12 @@
 //! Where events come from, and the reader operator that turns their lines
 //! into the dataflow's input.
 //!
-//! A [`LineSource`] yields raw lines. The reader operator (one per worker;
-//! a file is read by worker 0 alone, SPEC section 2: a file is one reader)
-//! decodes and validates each line ([`clickflow_dataflows::event`]), applies
-//! the watermark ([`clickflow_dataflows::clock`]), dead-letters invalid and
-//! late lines, and sends the rest. After each batch of lines it sends one
+//! A [`LineSource`] yields raw lines. On the worker that reads it (a file is
+//! read by worker 0 alone, SPEC section 2: a file is one reader), decoder
+//! threads decode and validate the lines ([`decode`]); the reader operator
+//! takes them back in file order, applies the watermark
+//! ([`clickflow_dataflows::clock`]), dead-letters invalid and late lines,
+//! and sends the rest. After each batch of lines it sends one
 //! marker per worker for the output tick the watermark closed, then
 //! downgrades its capability to the lowest tick a later event can have; at
 //! the end it closes `A_end` and drops the capability.
@@ -14,7 +15,7 @@ pub mod decode;
 pub mod file;
 pub mod generator;
 
-use crate::metrics::Metrics;
+use crate::metrics::{record_error, FirstError, Metrics};
 use crate::sinks::DeadLetters;
 use anyhow::Result;
 use clickflow_dataflows::clock::{Admit, Clock};
@@ -22,7 +23,7 @@ use clickflow_dataflows::event::UaPatterns;
 use decode::{Decoded, Decoder};
 use clickflow_dataflows::{Ingest, Params};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
@@ -79,11 +80,7 @@ pub struct ReaderParts {
     /// Run-wide counters.
     pub metrics: Arc<Metrics>,
     /// The first fatal error of the run.
-    pub error: Arc<Mutex<Option<anyhow::Error>>>,
-}
-
-fn record_error(slot: &Mutex<Option<anyhow::Error>>, e: anyhow::Error) {
-    slot.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+    pub error: FirstError,
 }
 
 /// The reader operator.
@@ -179,7 +176,6 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                         record_error(&error, e);
                     }
                 }
-                metrics.a_end.store(clock.max_ts().map_or(0, |_| clock.closed()), Ordering::Relaxed);
                 cap = None;
                 decoder = None;
             } else {
