@@ -15,7 +15,7 @@ use crate::sinks::sqlite::SqliteStore;
 use crate::sinks::{spawn_writer, store_sink, DeadLetters, SinkParts};
 use crate::sources::file::FileSource;
 use crate::sources::generator::Generator;
-use crate::sources::{reader, GeneratorSource, LineSource, ReaderParts};
+use crate::sources::{reader, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
 use anyhow::{anyhow, bail, Context, Result};
 use clickflow_dataflows::{build, Counters};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let counters = Arc::new(Counters::default());
     let error: FirstError = Arc::default();
     let reader_parts = Mutex::new(Some((source, Box::new(dead_letters) as Box<dyn DeadLetters>)));
-    let (writer_tx, writer) = spawn_writer(SinkParts { store, deltas: Box::new(deltas) }, metrics.clone(), error.clone());
+    let (writer_tx, writer) = spawn_writer(SinkParts { store, deltas: Box::new(deltas), committer: None }, metrics.clone(), error.clone());
     let writer_tx = Mutex::new(Some(writer_tx));
     let batch_lines = config.input.batch_lines.unwrap_or(crate::config::DEFAULT_BATCH_LINES);
     let decoders = config.input.decoders.unwrap_or(target.workers);
@@ -89,10 +89,14 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         let sink = if index == 0 { writer_tx.lock().ok().and_then(|mut p| p.take()) } else { None };
         let (m, c, e) = (m.clone(), c.clone(), e.clone());
         worker.dataflow::<u64, _, _>(|scope| {
-            let parts = ReaderParts { source, dead_letters, batch_lines, decoders, metrics: m.clone(), error: e.clone() };
-            let ingest = reader(scope, &params, parts);
+            let input = source.map(|s| {
+                let readers = vec![ReaderInfo { name: s.name(), partition: None }];
+                WorkerInput { source: Box::new(LineChunks::new(s)), readers }
+            });
+            let parts = ReaderParts { input, dead_letters, batch_lines, decoders, pace: Pace::replay(), metrics: m.clone(), error: e.clone() };
+            let (ingest, reports) = reader(scope, &params, parts);
             let changes = build(ingest, &params, c);
-            store_sink(changes, sink);
+            store_sink(changes, reports, sink);
         });
     })
     .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;

@@ -23,6 +23,19 @@ pub enum Ingest {
     },
 }
 
+/// A partitioned reader's commit position at a closed tick: tick `at`
+/// reflects every message of `partition` below `offset`. Sent to worker 0,
+/// which commits it once the store holds `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetReport {
+    /// The output tick.
+    pub at: u64,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset not (necessarily) reflected.
+    pub offset: i64,
+}
+
 /// The two kinds of trend entity (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EntityKind {

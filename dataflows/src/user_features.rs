@@ -583,7 +583,12 @@ pub fn user_features<'s>(
                 for item in data.drain(..) {
                     match item {
                         Ingest::Event(e) => stage.receive(e),
-                        Ingest::Tick { at, .. } => ticks.push((at, cap.delayed(&at, 0))),
+                        // Every reader that closes a tick sends a marker: close it once.
+                        Ingest::Tick { at, .. } => {
+                            if !ticks.iter().any(|(t, _)| *t == at) {
+                                ticks.push((at, cap.delayed(&at, 0)));
+                            }
+                        }
                     }
                 }
             });

@@ -10,7 +10,7 @@
 
 mod oracle;
 
-use clickflow_dataflows::clock::{Admit, Clock};
+use clickflow_dataflows::clock::{Admit, Readers};
 use clickflow_dataflows::event::{decode_line, is_blank, UaPatterns};
 use clickflow_dataflows::messages::TrendValues;
 use clickflow_dataflows::params::{Params, Window};
@@ -133,24 +133,29 @@ fn run_dataflow(lines: Vec<Vec<u8>>, params: Params, workers: usize, batch: usiz
         }
         let peers = worker.peers() as u32;
         let patterns = UaPatterns::new(&params.user_agent_patterns);
-        let mut clock = Clock::new(&params);
+        let mut clock = Readers::new(&params, 1);
         for (i, line) in lines.iter().enumerate() {
             if !is_blank(line) {
                 if let Ok(e) = decode_line(line, &patterns) {
-                    if clock.admit(e.ts) == Admit::OnTime {
+                    if clock.admit(0, e.ts) == Admit::OnTime {
                         input.send(Ingest::Event(e));
                     }
                 }
             }
             let end = i + 1 == lines.len();
             if end || (i + 1) % batch == 0 {
-                let closed = if end { clock.close_end() } else { clock.close() };
+                let closed = if end {
+                    clock.finish(0);
+                    clock.close_end()
+                } else {
+                    clock.close()
+                };
                 if let Some(at) = closed {
                     for w in 0..peers {
                         input.send(Ingest::Tick { at, worker: w });
                     }
                 }
-                input.advance_to(clock.frontier().max(*input.time()));
+                input.advance_to(clock.frontier().unwrap_or(u64::MAX).max(*input.time()));
                 worker.step();
             }
         }

@@ -21,11 +21,13 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use clickflow_dataflows::messages::OffsetReport;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::StreamVec;
 
-/// A sink for invalid, late and future lines.
+/// A sink for invalid, late and future lines; each worker with input has one.
 pub trait DeadLetters: Send {
     /// Writes one dead letter.
     fn write(&mut self, reason: &str, detail: &str, source: &str, raw: &[u8]) -> Result<()>;
@@ -51,12 +53,20 @@ pub trait Store: Send {
     fn trend_records(&mut self) -> Result<u64>;
 }
 
+/// Commits input offsets once the store holds the ticks they fed.
+pub trait Committer: Send {
+    /// Commits, per partition, the offset below which everything is reflected.
+    fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<()>;
+}
+
 /// The sinks of worker 0.
 pub struct SinkParts {
     /// The online store.
     pub store: Box<dyn Store>,
     /// Trend deltas.
     pub deltas: Box<dyn TrendDeltas>,
+    /// Input offsets, for partitioned sources.
+    pub committer: Option<Box<dyn Committer>>,
 }
 
 /// One closed output tick on its way to the writer.
@@ -65,6 +75,8 @@ pub struct ClosedTick {
     pub at: u64,
     /// Everything that changed at it.
     pub changes: Vec<Change>,
+    /// Per partition, the offset below which the tick reflects every message.
+    pub offsets: Vec<(i32, i64)>,
     /// When the dataflow closed it.
     pub closed: Instant,
 }
@@ -77,25 +89,35 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
     let handle = std::thread::Builder::new()
         .name("clickflow:store".into())
         .spawn(move || {
+            let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
             for tick in rx {
-                if parts.store.as_of().is_some_and(|a| a >= tick.at) {
-                    continue;
+                if parts.store.as_of().is_none_or(|a| a < tick.at) {
+                    let mut deltas: Vec<&TrendChange> = tick
+                        .changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Trend(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+                    let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
+                    if let Err(e) = result {
+                        record_error(&error, e);
+                        break;
+                    }
+                    metrics.record_tick(tick.at, tick.closed.elapsed());
                 }
-                let mut deltas: Vec<&TrendChange> = tick
-                    .changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Trend(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect();
-                deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-                let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
-                if let Err(e) = result {
-                    record_error(&error, e);
-                    break;
+                if let Some(committer) = parts.committer.as_mut() {
+                    let moved: Vec<(i32, i64)> = tick.offsets.iter().copied().filter(|(p, o)| committed.get(p).is_none_or(|c| o > c)).collect();
+                    if !moved.is_empty() {
+                        if let Err(e) = committer.commit(&moved) {
+                            record_error(&error, e);
+                            break;
+                        }
+                        committed.extend(moved);
+                    }
                 }
-                metrics.record_tick(tick.at, tick.closed.elapsed());
             }
             parts.store
         })
@@ -104,25 +126,33 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
 }
 
 /// Attaches the store sink; `writer` is `Some` on worker 0 only. Each tick is
-/// handed to the writer once the sink's frontier has passed it.
-pub fn store_sink(changes: StreamVec<'_, u64, Change>, writer: Option<SyncSender<ClosedTick>>) {
+/// handed to the writer, with the offsets it reflects, once the sink's
+/// frontier has passed it.
+pub fn store_sink<'s>(changes: StreamVec<'s, u64, Change>, reports: StreamVec<'s, u64, OffsetReport>, writer: Option<SyncSender<ClosedTick>>) {
     let mut writer = writer;
-    let mut stash: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
-    changes.sink(Pipeline, "StoreSink", move |(input, frontier)| {
-        input.for_each(|_cap, data| {
-            for c in data.drain(..) {
-                stash.entry(c.at()).or_default().push(c);
-            }
-        });
-        while let Some(entry) = stash.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
-            }
-            let (at, changes) = entry.remove_entry();
-            if let Some(tx) = writer.as_ref() {
-                if tx.send(ClosedTick { at, changes, closed: Instant::now() }).is_err() {
-                    // The writer stopped on an error; it is recorded for the run.
-                    writer = None;
+    let mut stash: BTreeMap<u64, (Vec<Change>, Vec<(i32, i64)>)> = BTreeMap::new();
+    changes.binary_frontier(reports, Pipeline, Exchange::new(|_: &OffsetReport| 0), "StoreSink", |_cap, _info| {
+        move |(changes, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+            changes.for_each(|_cap, data| {
+                for c in data.drain(..) {
+                    stash.entry(c.at()).or_default().0.push(c);
+                }
+            });
+            reports.for_each(|_cap, data| {
+                for r in data.drain(..) {
+                    stash.entry(r.at).or_default().1.push((r.partition, r.offset));
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
+                    break;
+                }
+                let (at, (changes, offsets)) = entry.remove_entry();
+                if let Some(tx) = writer.as_ref() {
+                    if tx.send(ClosedTick { at, changes, offsets, closed: Instant::now() }).is_err() {
+                        // The writer stopped on an error; it is recorded for the run.
+                        writer = None;
+                    }
                 }
             }
         }

@@ -1,9 +1,10 @@
-//! Parallel decoding of one reader's lines, in file order.
+//! Parallel decoding of a worker's input, in read order.
 //!
-//! JSON decoding is the most expensive per-line step, and a file is one
-//! reader whose lateness follows line order (SPEC section 2), so decoding is
-//! split off the timely worker: a feeder thread cuts the source into chunks
-//! of lines, `threads` decoder threads decode chunks in parallel
+//! JSON decoding is the most expensive per-line step, and lateness follows
+//! each reader's read order (SPEC section 2), so decoding is split off the
+//! timely worker: a feeder thread cuts the input into chunks of lines (a
+//! [`ChunkSource`]: a file's lines, or one Kafka partition's messages per
+//! chunk), `threads` decoder threads decode chunks in parallel
 //! ([`decode_line`]), and the reader operator takes the decoded chunks back in
 //! sequence order (a small reorder buffer) and applies the watermark, which is
 //! cheap and strictly sequential. Decoder threads wake the reader through a
@@ -11,10 +12,10 @@
 //!
 //! Bounded channels keep at most a few chunks per decoder in flight.
 
-use super::LineSource;
 use clickflow_dataflows::event::{decode_line, is_blank, Event, UaPatterns};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use timely::scheduling::SyncActivator;
 
@@ -31,23 +32,28 @@ pub enum Decoded {
     Invalid(String),
 }
 
-/// A chunk of lines, decoded.
+/// A chunk of one reader's lines, decoded.
+#[derive(Default)]
 pub struct Chunk {
-    /// Sequence number.
+    /// Which of the worker's readers the lines are from.
+    pub reader: usize,
+    /// Sequence number, set by the feeder.
     pub seq: u64,
     /// Line number (1-based, blank lines included) of the chunk's first line.
     pub first_line: u64,
+    /// Per line, its offset in a partition (Kafka); empty for files.
+    pub offsets: Vec<i64>,
     /// The raw bytes of all lines.
     pub raw: Vec<u8>,
     /// Per line: its byte range in `raw`.
     pub spans: Vec<(usize, usize)>,
     /// Per line: the decoded result.
     pub decoded: Vec<Decoded>,
-    /// Source progress (done, total) after this chunk.
-    pub progress: (u64, u64),
-    /// The source's error that ended it, if any (in the last chunk).
+    /// Source progress (done, total) after this chunk; `None`: count its lines.
+    pub progress: Option<(u64, u64)>,
+    /// The source's error that ended it, if any.
     pub error: Option<anyhow::Error>,
-    /// Whether this is the last chunk.
+    /// Whether this is the reader's last chunk.
     pub last: bool,
 }
 
@@ -57,6 +63,47 @@ impl Chunk {
         let (s, e) = self.spans[i];
         &self.raw[s..e]
     }
+
+    /// Appends a line (and its offset, for partitioned sources).
+    pub fn push(&mut self, line: &[u8], offset: Option<i64>) {
+        let start = self.raw.len();
+        self.raw.extend_from_slice(line);
+        self.spans.push((start, self.raw.len()));
+        if let Some(o) = offset {
+            self.offsets.push(o);
+        }
+    }
+
+    /// Where line `i` came from, for its dead letter: `name:line` or `name:offset`.
+    pub fn position(&self, name: &str, i: usize) -> String {
+        match self.offsets.get(i) {
+            Some(o) => format!("{name}:{o}"),
+            None => format!("{name}:{}", self.first_line + i as u64),
+        }
+    }
+
+    fn decode(&mut self, patterns: &UaPatterns) {
+        self.decoded = (0..self.spans.len())
+            .map(|j| {
+                let line = self.line(j);
+                if is_blank(line) {
+                    Decoded::Blank
+                } else {
+                    match decode_line(line, patterns) {
+                        Ok(e) => Decoded::Event(e),
+                        Err(e) => Decoded::Invalid(e.0),
+                    }
+                }
+            })
+            .collect();
+    }
+}
+
+/// Cuts a worker's input into chunks, on the feeder thread.
+pub trait ChunkSource: Send + 'static {
+    /// The next chunk, undecoded (its `seq` is set by the caller); `None`
+    /// when every reader has had its last chunk, or the source gave up.
+    fn next_chunk(&mut self) -> Option<Chunk>;
 }
 
 /// The running pipeline: chunks come out of [`Decoder::try_next`] in order.
@@ -69,90 +116,41 @@ pub struct Decoder {
 
 impl Decoder {
     /// Starts the feeder and `threads` decoder threads over `source`.
-    pub fn start(mut source: Box<dyn LineSource>, patterns: UaPatterns, threads: usize, wake: SyncActivator) -> Decoder {
+    pub fn start(mut source: Box<dyn ChunkSource>, patterns: UaPatterns, threads: usize, wake: SyncActivator) -> std::io::Result<Decoder> {
         let threads = threads.max(1);
         let (result_tx, results) = sync_channel::<Chunk>(threads * 2 + 2);
         let mut work_txs: Vec<SyncSender<Chunk>> = Vec::new();
         let mut handles = Vec::new();
-        let wake = std::sync::Arc::new(wake);
+        let wake = Arc::new(wake);
         for i in 0..threads {
             let (tx, rx) = sync_channel::<Chunk>(2);
             work_txs.push(tx);
             let out = result_tx.clone();
             let patterns = patterns.clone();
             let wake = wake.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("clickflow:decode-{i}"))
-                .spawn(move || {
-                    for mut chunk in rx {
-                        chunk.decoded = (0..chunk.spans.len())
-                            .map(|j| {
-                                let line = chunk.line(j);
-                                if is_blank(line) {
-                                    Decoded::Blank
-                                } else {
-                                    match decode_line(line, &patterns) {
-                                        Ok(e) => Decoded::Event(e),
-                                        Err(e) => Decoded::Invalid(e.0),
-                                    }
-                                }
-                            })
-                            .collect();
-                        if out.send(chunk).is_err() {
-                            return;
-                        }
-                        let _ = wake.activate();
+            let handle = std::thread::Builder::new().name(format!("clickflow:decode-{i}")).spawn(move || {
+                for mut chunk in rx {
+                    chunk.decode(&patterns);
+                    if out.send(chunk).is_err() {
+                        return;
                     }
-                })
-                .expect("spawning a decoder thread");
+                    let _ = wake.activate();
+                }
+            })?;
             handles.push(handle);
         }
         drop(result_tx);
-        let feeder = std::thread::Builder::new()
-            .name("clickflow:read".into())
-            .spawn(move || {
-                let mut line = Vec::with_capacity(4096);
-                let mut next_line = 1u64;
-                for seq in 0u64.. {
-                    let mut chunk = Chunk {
-                        seq,
-                        first_line: next_line,
-                        raw: Vec::with_capacity(CHUNK_LINES * 256),
-                        spans: Vec::with_capacity(CHUNK_LINES),
-                        decoded: Vec::new(),
-                        progress: (0, 0),
-                        error: None,
-                        last: false,
-                    };
-                    while chunk.spans.len() < CHUNK_LINES {
-                        match source.next_line(&mut line) {
-                            Ok(true) => {
-                                let start = chunk.raw.len();
-                                chunk.raw.extend_from_slice(&line);
-                                chunk.spans.push((start, chunk.raw.len()));
-                                next_line += 1;
-                            }
-                            Ok(false) => {
-                                chunk.last = true;
-                                break;
-                            }
-                            Err(e) => {
-                                chunk.error = Some(e);
-                                chunk.last = true;
-                                break;
-                            }
-                        }
-                    }
-                    chunk.progress = source.progress();
-                    let last = chunk.last;
-                    if work_txs[(seq % work_txs.len() as u64) as usize].send(chunk).is_err() || last {
-                        return;
-                    }
+        let feeder = std::thread::Builder::new().name("clickflow:read".into()).spawn(move || {
+            for seq in 0u64.. {
+                let Some(mut chunk) = source.next_chunk() else { return };
+                chunk.seq = seq;
+                if work_txs[(seq % work_txs.len() as u64) as usize].send(chunk).is_err() {
+                    return;
                 }
-            })
-            .expect("spawning the reader thread");
+            }
+        })?;
         handles.push(feeder);
-        Decoder { results, reorder: BTreeMap::new(), next: 0, threads: handles }
+        Ok(Decoder { results, reorder: BTreeMap::new(), next: 0, threads: handles })
     }
 
     /// The next chunk in order, if decoded already.
@@ -163,6 +161,14 @@ impl Decoder {
         let chunk = self.reorder.remove(&self.next)?;
         self.next += 1;
         Some(chunk)
+    }
+
+    /// Whether every chunk the source will ever give has been taken.
+    pub fn exhausted(&mut self) -> bool {
+        while let Ok(chunk) = self.results.try_recv() {
+            self.reorder.insert(chunk.seq, chunk);
+        }
+        self.reorder.is_empty() && matches!(self.results.try_recv(), Err(std::sync::mpsc::TryRecvError::Disconnected))
     }
 }
 
@@ -176,4 +182,3 @@ impl Drop for Decoder {
         }
     }
 }
-
