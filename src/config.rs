@@ -183,10 +183,25 @@ impl Default for TrendsConfig {
 /// larger ticks make replays cheaper (a live source closes every tick).
 pub const DEFAULT_BATCH_LINES: usize = 1 << 20;
 
+/// Where events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// A JSON Lines file (`input.path` or `--input`).
+    File,
+    /// The built-in generator (`[generator]`).
+    Generator,
+    /// A Kafka topic (`[kafka]`).
+    Kafka,
+}
+
 /// `[input]`: where events come from.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
+    /// `"file"`, `"generator"` or `"kafka"`; default: a file when `path` (or
+    /// `--input`) is given, else the generator.
+    pub kind: Option<InputKind>,
     /// A JSON Lines file (`.gz` for gzip); when unset and no `--input` is given, the built-in generator.
     pub path: Option<PathBuf>,
     /// Lines per replay batch; each batch closes the output ticks its watermark passed (default 1048576).
@@ -195,17 +210,32 @@ pub struct InputConfig {
     pub decoders: Option<usize>,
 }
 
-/// `[output]`: where results go in the embedded default.
+/// Where a stream of records (trend deltas, dead letters) goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamSink {
+    /// A JSON Lines file in `output.dir`.
+    #[default]
+    Jsonl,
+    /// A Kafka topic (`kafka.trend_deltas_topic`, `kafka.dead_letter_topic`).
+    Kafka,
+}
+
+/// `[output]`: where results go besides the online store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
-    /// Directory for `features.db`, `trend-deltas.jsonl` and `dead-letters.jsonl`.
+    /// Directory for `features.db` and the JSON Lines sinks.
     pub dir: PathBuf,
+    /// Trend deltas: `"jsonl"` (`trend-deltas.jsonl`) or `"kafka"`.
+    pub trend_deltas: StreamSink,
+    /// Dead letters: `"jsonl"` (`dead-letters.jsonl`) or `"kafka"`.
+    pub dead_letters: StreamSink,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: PathBuf::from("out") }
+        OutputConfig { dir: PathBuf::from("out"), trend_deltas: StreamSink::Jsonl, dead_letters: StreamSink::Jsonl }
     }
 }
 
@@ -268,6 +298,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[redis]`.
     pub redis: crate::sinks::redis::RedisConfig,
+    /// `[kafka]`.
+    pub kafka: crate::kafka::KafkaConfig,
     /// `[generator]`: the built-in workload.
     pub generator: GeneratorConfig,
 }
@@ -294,6 +326,13 @@ impl Config {
         })?;
         config.params()?;
         config.redis.check()?;
+        config.kafka.check()?;
+        if config.input.kind == Some(InputKind::Kafka) && config.input.path.is_some() {
+            return Err("`input.path` is set but `input.kind` is \"kafka\": remove one".into());
+        }
+        if config.input.kind == Some(InputKind::Generator) && config.input.path.is_some() {
+            return Err("`input.path` is set but `input.kind` is \"generator\": remove one".into());
+        }
         if config.run.workers == 0 {
             return Err("`run.workers` must be at least 1".into());
         }
@@ -370,6 +409,12 @@ mod tests {
             ("[nope]\n", "nope"),
             ("[store]\nkind = \"postgres\"", "`store.kind`"),
             ("[redis]\nurl = \"http://x\"", "`redis.url`"),
+            ("[input]\nkind = \"ftp\"", "`input.kind`"),
+            ("[input]\nkind = \"kafka\"\npath = \"x.jsonl\"", "`input.path`"),
+            ("[output]\ntrend_deltas = \"s3\"", "`output.trend_deltas`"),
+            ("[kafka]\nbrokers = 9092", "`kafka.brokers`"),
+            ("[kafka]\ntopic = \"a b\"", "`kafka.topic`"),
+            ("[kafka.consumer]\n\"enable.auto.commit\" = \"true\"", "`kafka.consumer.\"enable.auto.commit\"`"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text).unwrap_err();

@@ -1,12 +1,14 @@
 //! clickflow: a real-time feature pipeline for e-commerce clickstreams.
 //!
-//! `clickflow run` replays a file (or the built-in generator) through the
-//! timely dataflow of `clickflow-dataflows` into the embedded SQLite store;
-//! `clickflow generate` writes a synthetic workload; `clickflow get` reads
-//! features and trends back.
+//! `clickflow run` replays a file (or the built-in generator), or reads a
+//! Kafka topic, through the timely dataflow of `clickflow-dataflows` into the
+//! online store (SQLite embedded, Redis in production); `clickflow generate`
+//! writes a synthetic workload; `clickflow produce` loads a file into a Kafka
+//! topic; `clickflow get` reads features and trends back.
 
 mod config;
 mod get;
+mod kafka;
 mod metrics;
 mod run;
 mod sinks;
@@ -32,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay events into the store (no arguments: the built-in generator into out/).
+    /// Run the pipeline: a file, the generator or Kafka into the store (no arguments: the built-in generator into out/).
     Run {
         /// Config file (TOML); defaults apply when omitted.
         #[arg(long)]
@@ -52,6 +54,27 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Kafka input: read every partition up to its high-water mark at start, then finish as of A_end.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Produce a JSON Lines file to a Kafka topic, one message per line in file order.
+    Produce {
+        /// Config file whose `[kafka]` section names the brokers (and the default topic).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Events file (.jsonl or .jsonl.gz).
+        #[arg(long)]
+        input: PathBuf,
+        /// Topic; default: `kafka.topic`.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Partitions of the topic if it has to be created.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Send messages without a key (default: keyed by `user_id`).
+        #[arg(long)]
+        no_key: bool,
     },
     /// Write a synthetic clickstream (JSON Lines) from the seeded generator.
     Generate {
@@ -128,14 +151,15 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or(Command::Run { config: None, input: None, out: None, workers: None, quiet: false, json: false }) {
-        Command::Run { config, input, out, workers, quiet, json } => {
+    match cli.command.unwrap_or(Command::Run { config: None, input: None, out: None, workers: None, quiet: false, json: false, until_end: false }) {
+        Command::Run { config, input, out, workers, quiet, json, until_end } => {
             let cfg = load(config.as_ref())?;
             let target = run::RunTarget {
                 input: input.or_else(|| cfg.input.path.clone()),
                 out: out.unwrap_or_else(|| cfg.output.dir.clone()),
                 workers: workers.unwrap_or(cfg.run.workers).max(1),
                 progress: cfg.run.progress && !quiet,
+                until_end,
             };
             let summary = run::run(&cfg, &target)?;
             if json {
@@ -177,6 +201,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             out.flush().with_context(|| format!("cannot write {}", output.display()))?;
             drop(out);
             eprintln!("clickflow: generated {n} lines");
+            Ok(())
+        }
+        Command::Produce { config, input, topic, partitions, no_key } => {
+            let cfg = load(config.as_ref())?;
+            let done = kafka::produce::produce(&cfg.kafka, &input, topic.as_deref(), partitions, !no_key)?;
+            eprintln!(
+                "clickflow: produced {} messages to `{}` in {:.2} s ({:.0} messages/s)",
+                done.messages,
+                topic.as_deref().unwrap_or(&cfg.kafka.topic),
+                done.seconds,
+                done.messages as f64 / done.seconds.max(1e-9)
+            );
             Ok(())
         }
         Command::Get { out, config, what } => {

@@ -18,8 +18,10 @@
 //!
 //! The worker sends events, and the close marker of each tick it closes, at
 //! its capability, which [`Readers::frontier`] keeps at
-//! `floor(low / tick) * tick`: never above a tick it may still close, and
-//! never above the `ts` of any event still to come.
+//! `max(floor(low / tick) * tick, closed + tick)`: never above a tick it may
+//! still close, and at most one tick above the `ts` of any event still to
+//! come (the stages downstream rely on `ts >= time - tick`). Right after a
+//! close it moves past the closed tick, so the tick completes at once.
 
 use crate::params::Params;
 
@@ -246,12 +248,14 @@ impl Readers {
     }
 
     /// The time to send at: the newest tick boundary at or below the low
-    /// watermark (a tick this worker may still close, and no later event has
-    /// a smaller `ts`); `None` when all readers are done.
+    /// watermark (a tick this worker may still close; no later event has a
+    /// smaller `ts`), or the tick after the last closed one if later (no later
+    /// marker is below it, no later event below the closed tick); `None` when
+    /// all readers are done.
     pub fn frontier(&mut self) -> Option<u64> {
         let tick = self.tick;
         let f = self.settle()?.map_or(0, |wm| (wm / tick) * tick);
-        Some(f.max(self.closed))
+        Some(f.max(self.closed + tick))
     }
 
     /// The newest output tick the low watermark has passed, if it moved since the last call.
@@ -302,7 +306,7 @@ mod tests {
         let mut r = Readers::new(&p, 1);
         r.admit(0, 100_500);
         assert_eq!(r.close(), Some(95_000), "every ts < 95000 is late from now on");
-        assert_eq!(r.frontier(), Some(95_000));
+        assert_eq!(r.frontier(), Some(96_000), "past the closed tick: it completes at once");
         assert_eq!(r.close(), None);
         r.finish(0);
         assert_eq!(r.close_end(), Some(101_000));
@@ -322,9 +326,11 @@ mod tests {
         assert_eq!(r.close(), Some(5_000));
         assert!(sent_at <= 5_000, "a marker for 5000 must be sendable at {sent_at}");
         r.admit(0, 10_900);
-        assert!(r.frontier().unwrap() <= 5_000, "still inside tick 5000");
+        let sent_at = r.frontier().unwrap();
+        assert_eq!(sent_at, 6_000, "the next marker is for 6000 or later");
         assert_eq!(r.admit(0, 5_499), Admit::Late);
-        assert_eq!(r.admit(0, 5_900), Admit::OnTime, "no later event is below the send time");
+        assert_eq!(r.admit(0, 5_900), Admit::OnTime);
+        assert!(5_900 >= sent_at - 1_000, "an event is never more than a tick below its send time");
     }
 
     #[test]
@@ -335,7 +341,7 @@ mod tests {
         assert_eq!(r.admit(0, 50_499), Admit::Late);
         assert_eq!(r.admit(0, 50_500), Admit::OnTime);
         assert_eq!(r.close(), Some(50_000));
-        assert_eq!(r.frontier(), Some(50_000));
+        assert_eq!(r.frontier(), Some(51_000));
         r.finish(0);
         assert_eq!(r.close_end(), Some(51_000), "A_end follows the events, not the floor");
     }
@@ -344,13 +350,13 @@ mod tests {
     fn the_slowest_active_reader_holds_the_worker_back() {
         let p = Params::default();
         let mut r = Readers::new(&p, 2);
-        assert_eq!(r.frontier(), Some(0));
+        assert_eq!(r.frontier(), Some(1_000), "no tick 0 to close");
         r.admit(0, 100_000);
         assert_eq!(r.close(), None, "reader 1 has read nothing");
-        assert_eq!(r.frontier(), Some(0));
+        assert_eq!(r.frontier(), Some(1_000));
         r.admit(1, 60_000);
         assert_eq!(r.close(), Some(55_000));
-        assert_eq!(r.frontier(), Some(55_000));
+        assert_eq!(r.frontier(), Some(56_000));
         assert_eq!(r.admit(0, 94_999), Admit::Late, "lateness is per reader");
         assert_eq!(r.admit(1, 56_000), Admit::OnTime);
         assert_eq!(r.admit(1, 54_999), Admit::Late);
@@ -365,7 +371,7 @@ mod tests {
         assert_eq!(r.close(), Some(15_000));
         r.set_idle(1, true);
         assert_eq!(r.close(), Some(95_000), "reader 1 no longer holds reader 0 back");
-        assert_eq!(r.frontier(), Some(95_000));
+        assert_eq!(r.frontier(), Some(96_000));
         assert_eq!(r.admit(1, 94_999), Admit::Late, "it followed reader 0's watermark");
         assert_eq!(r.state(1), ReaderState::Active);
         assert_eq!(r.admit(1, 95_000), Admit::OnTime);
@@ -382,7 +388,7 @@ mod tests {
         assert_eq!(r.close(), None, "another worker's active reader has read nothing yet");
         r.hear(ActiveLow::Low(Some(30_000)));
         assert_eq!(r.close(), Some(30_000));
-        assert_eq!(r.frontier(), Some(30_000));
+        assert_eq!(r.frontier(), Some(31_000));
         r.set_idle(0, false);
         assert_eq!(r.active_low(), ActiveLow::Low(Some(30_000)));
         assert_eq!(r.admit(0, 29_999), Admit::Late);
@@ -413,6 +419,8 @@ mod tests {
         r.finish(0);
         assert_eq!(r.close_end(), None, "reader 1 is still reading");
         assert_eq!(r.frontier(), Some(2_000), "reader 1 alone holds the frontier now");
+        assert_eq!(r.close(), Some(2_000));
+        assert_eq!(r.frontier(), Some(3_000));
         r.finish(1);
         assert_eq!(r.frontier(), None);
         assert_eq!(r.close_end(), Some(11_000));

@@ -18,7 +18,7 @@ use clickflow_dataflows::messages::TrendChange;
 use clickflow_dataflows::Change;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use clickflow_dataflows::messages::OffsetReport;
@@ -33,6 +33,26 @@ pub trait DeadLetters: Send {
     fn write(&mut self, reason: &str, detail: &str, source: &str, raw: &[u8]) -> Result<()>;
     /// Makes everything written durable.
     fn flush(&mut self) -> Result<()>;
+}
+
+/// One dead-letter sink shared by the workers of a process.
+#[derive(Clone)]
+pub struct SharedDeadLetters(Arc<Mutex<Box<dyn DeadLetters>>>);
+
+impl SharedDeadLetters {
+    /// Shares `sink`.
+    pub fn new(sink: Box<dyn DeadLetters>) -> Self {
+        SharedDeadLetters(Arc::new(Mutex::new(sink)))
+    }
+}
+
+impl DeadLetters for SharedDeadLetters {
+    fn write(&mut self, reason: &str, detail: &str, source: &str, raw: &[u8]) -> Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(reason, detail, source, raw)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
 }
 
 /// A sink for trend deltas.
@@ -75,7 +95,10 @@ pub struct ClosedTick {
     pub at: u64,
     /// Everything that changed at it.
     pub changes: Vec<Change>,
-    /// Per partition, the offset below which the tick reflects every message.
+    /// Whether `at` is an output tick to write (else only offsets to commit,
+    /// once the ticks before are in the store).
+    pub is_tick: bool,
+    /// Per partition, the offset below which the store as of `at` reflects every message.
     pub offsets: Vec<(i32, i64)>,
     /// When the dataflow closed it.
     pub closed: Instant,
@@ -91,7 +114,7 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
         .spawn(move || {
             let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
             for tick in rx {
-                if parts.store.as_of().is_none_or(|a| a < tick.at) {
+                if tick.is_tick && parts.store.as_of().is_none_or(|a| a < tick.at) {
                     let mut deltas: Vec<&TrendChange> = tick
                         .changes
                         .iter()
@@ -125,31 +148,41 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
     (tx, handle)
 }
 
+/// What the sink holds for one tick until its frontier passes it.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<Change>,
+    offsets: Vec<(i32, i64)>,
+    is_tick: bool,
+}
+
 /// Attaches the store sink; `writer` is `Some` on worker 0 only. Each tick is
 /// handed to the writer, with the offsets it reflects, once the sink's
 /// frontier has passed it.
 pub fn store_sink<'s>(changes: StreamVec<'s, u64, Change>, reports: StreamVec<'s, u64, OffsetReport>, writer: Option<SyncSender<ClosedTick>>) {
     let mut writer = writer;
-    let mut stash: BTreeMap<u64, (Vec<Change>, Vec<(i32, i64)>)> = BTreeMap::new();
+    let mut stash: BTreeMap<u64, Pending> = BTreeMap::new();
     changes.binary_frontier(reports, Pipeline, Exchange::new(|_: &OffsetReport| 0), "StoreSink", |_cap, _info| {
         move |(changes, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
             changes.for_each(|_cap, data| {
                 for c in data.drain(..) {
-                    stash.entry(c.at()).or_default().0.push(c);
+                    let entry = stash.entry(c.at()).or_default();
+                    entry.is_tick |= matches!(c, Change::Tick(_));
+                    entry.changes.push(c);
                 }
             });
             reports.for_each(|_cap, data| {
                 for r in data.drain(..) {
-                    stash.entry(r.at).or_default().1.push((r.partition, r.offset));
+                    stash.entry(r.at).or_default().offsets.push((r.partition, r.offset));
                 }
             });
             while let Some(entry) = stash.first_entry() {
                 if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
                     break;
                 }
-                let (at, (changes, offsets)) = entry.remove_entry();
+                let (at, Pending { changes, offsets, is_tick }) = entry.remove_entry();
                 if let Some(tx) = writer.as_ref() {
-                    if tx.send(ClosedTick { at, changes, offsets, closed: Instant::now() }).is_err() {
+                    if tx.send(ClosedTick { at, changes, is_tick, offsets, closed: Instant::now() }).is_err() {
                         // The writer stopped on an error; it is recorded for the run.
                         writer = None;
                     }

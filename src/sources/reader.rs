@@ -300,20 +300,24 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                 for worker in 0..peers {
                     session.give(Ingest::Tick { at, worker });
                 }
+            }
+            // Offset reports: at each tick this worker closes, and once more when
+            // its readers end without one (offsets that fed no tick, e.g. only
+            // dead letters, are reflected once the store holds the last tick).
+            let report_at = closed.or(readers.done().then(|| readers.closed()));
+            if let Some(at) = report_at {
                 let mut report_session = report_out.activate();
                 let mut reports = report_session.session(&c[1]);
-                let mut any = false;
                 for (info, s) in infos.iter().zip(safe.iter_mut()) {
                     if let (Some(partition), Some(s)) = (info.partition, s.as_mut()) {
                         if let Some(offset) = s.at_close(at) {
-                            if !any && unflushed {
+                            if unflushed {
                                 // Dead letters of the offsets reported must be durable first.
                                 if let Some(Err(e)) = dead_letters.as_mut().map(|d| d.flush()) {
                                     record_error(&error, e);
                                 }
                                 unflushed = false;
                             }
-                            any = true;
                             reports.give(OffsetReport { at, partition, offset });
                         }
                     }

@@ -9,13 +9,16 @@
 //!   [`diff_dumps`] for exact equality between runs;
 //! * trend deltas: [`replay_deltas`], [`replay_deltas_detailed`],
 //!   [`replay_delta_lines`], [`compare_trend_maps`];
-//! * dead letters: [`dead_letter_counts`], [`check_dead_letters`].
+//! * dead letters: [`dead_letter_counts`], [`dead_letter_counts_of`], [`check_dead_letters`];
+//! * real services (Redis, Kafka): [`services`].
 //!
 //! Helpers that read files panic with a message naming the file when it is
 //! missing or unreadable; comparisons return human-readable mismatch lists
 //! (empty = pass), capped by [`cap`].
 
 #![allow(dead_code)]
+
+pub mod services;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -972,6 +975,12 @@ pub fn replay_deltas(path: &Path) -> Result<BTreeMap<String, TrendRow>, String> 
 /// `"<missing detail/source/raw>"`. Panics if the file cannot be read.
 pub fn dead_letter_counts(path: &Path) -> BTreeMap<String, u64> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read the dead letters {}: {e}", path.display()));
+    dead_letter_counts_of(&text)
+}
+
+/// [`dead_letter_counts`] of dead-letter records given as text, one per line
+/// (a file's contents, or a topic's messages).
+pub fn dead_letter_counts_of(text: &str) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Option<Value> = serde_json::from_str(line).ok();

@@ -1,0 +1,268 @@
+//! The Kafka source: one consumer per worker over the partitions assigned to
+//! it, cut into chunks of one partition's messages (each message value is
+//! one event line; an empty or null value is skipped like a blank line), and
+//! the committer of offsets once the store holds their ticks.
+//!
+//! Partitions are assigned explicitly (`assign`, no group subscription, so
+//! no rebalancing inside a run) and read from the earliest retained offset.
+//! With an end (`--until-end`), a partition is done at the high-water mark it
+//! had at start; later messages are left for the next run. A chunk is cut
+//! when it has [`CHUNK_LINES`] messages, when its partition reaches its end
+//! or its end of data, or after [`MAX_CHUNK_AGE`], so a live event waits at
+//! most that long in the consumer.
+
+use super::{client_config, KafkaConfig};
+use crate::sinks::Committer;
+use crate::sources::decode::{Chunk, ChunkSource, CHUNK_LINES};
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest a message waits in a partial chunk.
+pub const MAX_CHUNK_AGE: Duration = Duration::from_millis(10);
+
+/// One partition a worker reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionRead {
+    /// The partition.
+    pub partition: i32,
+    /// Read up to (not including) this offset, then stop (`--until-end`).
+    pub end: Option<i64>,
+    /// The earliest offset at start (a partition with `end <= start` is empty).
+    pub start: i64,
+}
+
+/// A consumer config with clickflow's settings.
+fn consumer_config(cfg: &KafkaConfig) -> rdkafka::config::ClientConfig {
+    let mut c = client_config(cfg, &Default::default());
+    // Defaults a user may override in `kafka.consumer`.
+    c.set("fetch.wait.max.ms", "100");
+    c.set("queued.max.messages.kbytes", "65536");
+    for (k, v) in &cfg.consumer {
+        c.set(k, v);
+    }
+    c.set("group.id", &cfg.group_id);
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.set("enable.partition.eof", "true");
+    c.set("auto.offset.reset", "earliest");
+    c
+}
+
+struct Part {
+    read: PartitionRead,
+    chunk: Chunk,
+    since: Option<Instant>,
+    done: bool,
+}
+
+/// The partitions' chunks under construction, and the cut ones.
+struct Parts {
+    parts: Vec<Part>,
+    index: HashMap<i32, usize>,
+    ready: VecDeque<Chunk>,
+}
+
+/// One worker's partitions as a chunk source.
+pub struct KafkaChunks {
+    consumer: BaseConsumer,
+    topic: String,
+    brokers: String,
+    state: Parts,
+    stop: Arc<AtomicBool>,
+    last_warning: Option<Instant>,
+}
+
+impl KafkaChunks {
+    /// A consumer assigned `parts` of `kafka.topic`; chunks name them by
+    /// their index in `parts`. Stops early when `stop` is set.
+    pub fn new(cfg: &KafkaConfig, parts: &[PartitionRead], stop: Arc<AtomicBool>) -> Result<KafkaChunks> {
+        let consumer: BaseConsumer = consumer_config(cfg)
+            .create()
+            .with_context(|| format!("cannot create the Kafka consumer for {} (check the `kafka.consumer` properties)", cfg.brokers))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            tpl.add_partition_offset(&cfg.topic, p.partition, Offset::Beginning)
+                .with_context(|| format!("cannot assign `{}` partition {}", cfg.topic, p.partition))?;
+        }
+        consumer.assign(&tpl).with_context(|| format!("cannot assign the partitions of `{}` on {}", cfg.topic, cfg.brokers))?;
+        let mut state = Parts {
+            parts: parts.iter().map(|&read| Part { read, chunk: Chunk::default(), since: None, done: false }).collect(),
+            index: parts.iter().enumerate().map(|(i, p)| (p.partition, i)).collect(),
+            ready: VecDeque::new(),
+        };
+        for r in 0..state.parts.len() {
+            if state.parts[r].read.end.is_some_and(|end| end <= state.parts[r].read.start) {
+                state.cut(r, true);
+            }
+        }
+        Ok(KafkaChunks { consumer, topic: cfg.topic.clone(), brokers: cfg.brokers.clone(), state, stop, last_warning: None })
+    }
+
+    /// No more data in `partition` for now: cut its chunk; with an end, it
+    /// may be done (past the last message, e.g. behind a transaction marker).
+    fn at_eof(&mut self, partition: i32) {
+        let Some(&r) = self.state.index.get(&partition) else { return };
+        let done = match self.state.parts[r].read.end {
+            Some(end) => self.position(partition).is_some_and(|pos| pos >= end),
+            None => false,
+        };
+        self.state.cut(r, done);
+    }
+
+    fn position(&self, partition: i32) -> Option<i64> {
+        let tpl = self.consumer.position().ok()?;
+        match tpl.find_partition(&self.topic, partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn warn(&mut self, e: &KafkaError) {
+        if self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            self.last_warning = Some(Instant::now());
+            eprintln!("clickflow: Kafka consumer of `{}` at {}: {e} (retrying)", self.topic, self.brokers);
+        }
+    }
+}
+
+impl Parts {
+    /// Moves partition `r`'s chunk to the ready queue (`last`: it is done).
+    fn cut(&mut self, r: usize, last: bool) {
+        let part = &mut self.parts[r];
+        if part.done || (part.chunk.spans.is_empty() && !last) {
+            return;
+        }
+        let mut chunk = std::mem::take(&mut part.chunk);
+        chunk.reader = r;
+        chunk.last = last;
+        part.done = last;
+        part.since = None;
+        self.ready.push_back(chunk);
+    }
+
+    fn take(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
+        let Some(&r) = self.index.get(&partition) else { return };
+        let part = &mut self.parts[r];
+        if part.done {
+            return;
+        }
+        let end = part.read.end;
+        if end.is_some_and(|e| offset >= e) {
+            self.cut(r, true);
+            return;
+        }
+        if part.chunk.spans.is_empty() {
+            part.chunk.raw.reserve(CHUNK_LINES * 256);
+            part.since = Some(Instant::now());
+        }
+        part.chunk.push(payload.unwrap_or_default(), Some(offset));
+        let full = part.chunk.spans.len() >= CHUNK_LINES;
+        let at_end = end.is_some_and(|e| offset + 1 >= e);
+        if full || at_end {
+            self.cut(r, at_end);
+        }
+    }
+
+    /// Gives up on every partition with `error` (a fatal consumer error).
+    fn fail(&mut self, error: anyhow::Error) {
+        let mut error = Some(error);
+        for r in 0..self.parts.len() {
+            if !self.parts[r].done {
+                self.cut(r, true);
+                if let (Some(e), Some(chunk)) = (error.take(), self.ready.back_mut()) {
+                    chunk.error = Some(e);
+                }
+            }
+        }
+    }
+}
+
+impl ChunkSource for KafkaChunks {
+    fn next_chunk(&mut self) -> Option<Chunk> {
+        loop {
+            if let Some(c) = self.state.ready.pop_front() {
+                return Some(c);
+            }
+            if self.state.parts.iter().all(|p| p.done) || self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let n = self.state.parts.len();
+            let failure = match self.consumer.poll(MAX_CHUNK_AGE) {
+                Some(Ok(m)) => {
+                    self.state.take(m.partition(), m.offset(), m.payload());
+                    None
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => Some(Err(p)),
+                Some(Err(e)) => Some(Ok(e)),
+                None => {
+                    (0..n).for_each(|r| self.state.cut(r, false));
+                    None
+                }
+            };
+            match failure {
+                Some(Err(p)) => self.at_eof(p),
+                Some(Ok(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    let context = format!("reading `{}` from Kafka at {} failed for good", self.topic, self.brokers);
+                    self.state.fail(anyhow!(e).context(context));
+                }
+                Some(Ok(e)) => self.warn(&e),
+                None => {}
+            }
+            for r in 0..n {
+                if self.state.parts[r].since.is_some_and(|t| t.elapsed() >= MAX_CHUNK_AGE) {
+                    self.state.cut(r, false);
+                }
+            }
+        }
+    }
+}
+
+/// Commits offsets under `kafka.group_id`; retries while the brokers are away.
+pub struct OffsetCommitter {
+    consumer: BaseConsumer,
+    topic: String,
+    brokers: String,
+}
+
+impl OffsetCommitter {
+    /// A committer for `kafka.topic`.
+    pub fn new(cfg: &KafkaConfig) -> Result<OffsetCommitter> {
+        let consumer: BaseConsumer = consumer_config(cfg)
+            .create()
+            .with_context(|| format!("cannot create the Kafka offset committer for {} (check the `kafka.consumer` properties)", cfg.brokers))?;
+        Ok(OffsetCommitter { consumer, topic: cfg.topic.clone(), brokers: cfg.brokers.clone() })
+    }
+}
+
+impl Committer for OffsetCommitter {
+    fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for &(p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))?;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::GroupAuthorizationFailed | RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::InvalidGroupId)
+                    ) {
+                        bail!("Kafka at {} refused the offset commit for `{}`: {e}", self.brokers, self.topic);
+                    }
+                    eprintln!("clickflow: cannot commit offsets of `{}` to Kafka at {} ({e}); retrying in {} ms", self.topic, self.brokers, backoff.as_millis());
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

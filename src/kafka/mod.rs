@@ -1,0 +1,74 @@
+//! The Kafka connector (rdkafka, bundled librdkafka): events in, trend
+//! deltas and dead letters out, offsets committed after the store.
+//!
+//! * [`consumer`]: the source. A topic's partitions are assigned to timely
+//!   workers deterministically (partition `i` of the sorted list to worker
+//!   `i % workers`; no group rebalancing inside a run); each partition is one
+//!   reader with its own watermark (SPEC section 2). Partitions are read from
+//!   the earliest retained offset, which rebuilds the 30-day state; ticks the
+//!   store already holds are not written again. `--until-end` stops each
+//!   partition at the high-water mark it had at start.
+//! * [`producer`]: idempotent producers for the trend-delta and dead-letter
+//!   topics; a delivery that fails after librdkafka's own retries is sent
+//!   again, and a flush returns only once every message is acknowledged.
+//! * [`admin`]: partitions, high-water marks, creating output topics.
+//! * [`produce`]: `clickflow produce`, a file into a topic (tests, benches,
+//!   backfills).
+//!
+//! Consumer offsets are committed by the store writer, after each tick is in
+//! the store and the tick's trend deltas and dead letters are flushed: they
+//! tell how far the store is (consumer lag), never ahead of it.
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod produce;
+pub mod producer;
+
+pub use config::KafkaConfig;
+
+use anyhow::{Context, Result};
+use rdkafka::config::ClientConfig;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+
+/// The base client config: brokers, plus `extra` properties.
+pub fn client_config(cfg: &KafkaConfig, extra: &std::collections::BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in extra {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Creates a client, naming the brokers and the bad property on failure.
+pub fn create<T: rdkafka::config::FromClientConfig>(config: &ClientConfig, cfg: &KafkaConfig, what: &str) -> Result<T> {
+    config.create().with_context(|| format!("cannot create the Kafka {what} for {} (check the `kafka.consumer` / `kafka.producer` properties)", cfg.brokers))
+}
+
+/// Runs an rdkafka admin future to completion on this thread (rdkafka's own
+/// background thread drives it; this only waits).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// The hint for a broker that does not answer.
+pub fn unreachable_hint(cfg: &KafkaConfig) -> String {
+    format!("cannot reach Kafka at {} (is it running? `scripts/services.sh start` starts one for tests; `kafka.brokers` sets the address)", cfg.brokers)
+}

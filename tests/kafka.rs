@@ -1,0 +1,412 @@
+//! Kafka in, Redis and Kafka out, against the real servers of
+//! `scripts/services.sh start` (a Kafka-protocol broker and Redis on
+//! 127.0.0.1): every conformance case produced to a topic and run with
+//! `--until-end` must give exactly `expected.json` in Redis, a trend-delta
+//! topic that replays to the Redis trend hashes, the expected dead letters on
+//! the dead-letter topic, and committed offsets at the end of the topic.
+//! Then: re-runs, Redis restarts, malformed messages, wall-clock mode, idle
+//! partitions, offsets never committed ahead of the store, and clear errors.
+
+mod common;
+
+use common::services::{
+    clear_redis, committed, connect_redis, dump_redis, expected_for_redis, high_watermarks, kafka_brokers, produce_raw, read_redis, read_topic, redis_url, topic_lines, unique, Msg, OwnRedis,
+};
+use common::{cases, check_dead_letters, check_summary, compare_trend_maps, compare_uncapped, dead_letter_counts_of, describe_output, parse_summary, replay_delta_lines, run_clickflow, Case, TempOut};
+use redis::Commands;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The topics, group and Redis prefix of one test run.
+struct Names {
+    topic: String,
+    deltas: String,
+    dead: String,
+    group: String,
+    prefix: String,
+}
+
+impl Names {
+    fn new(label: &str) -> Names {
+        let base = unique(&format!("cf-{label}"));
+        Names { topic: base.clone(), deltas: format!("{base}.deltas"), dead: format!("{base}.dead"), group: format!("{base}.group"), prefix: format!("{base}:") }
+    }
+}
+
+/// `base` (a case's config text) plus the Kafka / Redis sections for `names`.
+fn config_text(base: &str, names: &Names, redis: &str, input_extra: &str) -> String {
+    format!(
+        "{base}\n[input]\nkind = \"kafka\"\n{input_extra}\n\n[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\ntrend_deltas_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n\
+         [output]\ntrend_deltas = \"kafka\"\ndead_letters = \"kafka\"\n\n[store]\nkind = \"redis\"\n\n[redis]\nurl = \"{redis}\"\nprefix = \"{}\"\n",
+        kafka_brokers(),
+        names.topic,
+        names.group,
+        names.deltas,
+        names.dead,
+        names.prefix
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `clickflow produce` of the case's events to a fresh topic.
+fn produce_case(case: &Case, cfg: &Path, partitions: i32) {
+    let o = run_clickflow(["produce", "--config", cfg.to_str().unwrap(), "--input", case.events.to_str().unwrap(), "--partitions", &partitions.to_string()]);
+    assert!(o.status.success(), "produce {}: {}", case.name, describe_output(&o, 2000));
+}
+
+fn run_until_end(cfg: &Path, out: &Path, workers: usize) -> Output {
+    run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--until-end", "--out", out.to_str().unwrap(), "--workers", &workers.to_string(), "--quiet", "--json"])
+}
+
+/// Every check of a finished `--until-end` run against the case.
+fn check_kafka_run(case: &Case, names: &Names, output: &Output) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !output.status.success() {
+        return vec![format!("run failed: {}", describe_output(output, 3000))];
+    }
+    let expected = expected_for_redis(case);
+    match parse_summary(output) {
+        Ok(s) => problems.extend(check_summary(&expected, &s)),
+        Err(e) => problems.push(e),
+    }
+    let mut conn = connect_redis(&redis_url());
+    let snap = read_redis(&mut conn, &names.prefix);
+    problems.extend(compare_uncapped(&expected, &snap).into_iter().take(12));
+    let brokers = kafka_brokers();
+    let (replayed, violations) = replay_delta_lines(&topic_lines(&brokers, &names.deltas));
+    problems.extend(violations.into_iter().take(6).map(|v| format!("delta topic: {v}")));
+    problems.extend(compare_trend_maps("replayed delta topic", &replayed, "redis", &snap.trends).into_iter().take(6));
+    let dead = read_topic(&brokers, &names.dead);
+    let text: String = dead.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned() + "\n").collect();
+    problems.extend(check_dead_letters(&expected, &dead_letter_counts_of(&text)));
+    for r in &dead {
+        let v: Value = serde_json::from_slice(&r.payload).unwrap_or(Value::Null);
+        let source = v["source"].as_str().unwrap_or("");
+        if !source.starts_with(&format!("{}:", names.topic)) || r.key.as_deref() != Some(source.as_bytes()) {
+            problems.push(format!("dead letter source {source:?} / key {:?} does not name the topic, partition and offset", r.key.as_deref().map(String::from_utf8_lossy)));
+            break;
+        }
+    }
+    let marks = high_watermarks(&brokers, &names.topic);
+    let done = committed(&brokers, &names.group, &names.topic);
+    for (p, hwm) in marks.into_iter().filter(|(_, h)| *h > 0) {
+        if done.get(&p) != Some(&hwm) {
+            problems.push(format!("partition {p}: committed offset {:?}, the topic ends at {hwm}", done.get(&p)));
+        }
+    }
+    problems
+}
+
+fn has_late_events(case: &Case) -> bool {
+    case.expected()["dead_letters"]["late"].as_u64().unwrap_or(0) > 0
+}
+
+/// One case run through Kafka; its problems (empty: pass).
+fn kafka_case_run(case: &Case, partitions: i32, workers: usize, batch: Option<usize>) -> Vec<String> {
+    let redis = redis_url();
+    let names = Names::new(&format!("{}-{partitions}p{workers}w", case.name));
+    let out = TempOut::new("kafka-case");
+    let base = std::fs::read_to_string(&case.config).unwrap();
+    let extra = batch.map_or(String::new(), |b| format!("batch_lines = {b}"));
+    let cfg = write_config(out.path(), &config_text(&base, &names, &redis, &extra));
+    produce_case(case, &cfg, partitions);
+    let output = run_until_end(&cfg, out.path(), workers);
+    let problems = check_kafka_run(case, &names, &output);
+    clear_redis(&mut connect_redis(&redis), &names.prefix);
+    problems
+}
+
+#[test]
+fn every_conformance_case_from_kafka_matches_expected_in_redis() {
+    // (case, partitions, workers, batch_lines). One partition is one reader:
+    // lateness exactly the file's. Cases without late events also run from 4
+    // partitions keyed by user_id; batch_lines = 1 closes a tick per chunk.
+    let mut runs = Vec::new();
+    for case in cases() {
+        runs.push((case.clone(), 1, 1, None));
+        runs.push((case.clone(), 1, 2, Some(1)));
+        if !has_late_events(&case) {
+            runs.push((case.clone(), 4, 2, Some(1)));
+            runs.push((case, 4, 4, None));
+        }
+    }
+    // The runs wait on broker round trips, not the CPU: four at a time.
+    let queue = std::sync::Mutex::new(runs);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let Some((case, partitions, workers, batch)) = queue.lock().unwrap().pop() else { return };
+                let problems = kafka_case_run(&case, partitions, workers, batch);
+                if !problems.is_empty() {
+                    let msg = format!("{} ({partitions} partitions, {workers} workers, batch {batch:?}):\n  {}", case.name, problems.join("\n  "));
+                    failures.lock().unwrap().push(msg);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn case_named(name: &str) -> Case {
+    cases().into_iter().find(|c| c.name == name).unwrap_or_else(|| cases().remove(0))
+}
+
+#[test]
+fn a_second_run_over_the_same_topic_writes_nothing() {
+    let case = case_named("session_gap");
+    let names = Names::new("rerun");
+    let out = TempOut::new("kafka-rerun");
+    let redis = redis_url();
+    let cfg = write_config(out.path(), &config_text(&std::fs::read_to_string(&case.config).unwrap(), &names, &redis, ""));
+    produce_case(&case, &cfg, 1);
+    let first = run_until_end(&cfg, out.path(), 1);
+    assert!(check_kafka_run(&case, &names, &first).is_empty(), "{}", describe_output(&first, 2000));
+    let mut conn = connect_redis(&redis);
+    let before = dump_redis(&mut conn, &names.prefix);
+    let deltas_before = high_watermarks(&kafka_brokers(), &names.deltas);
+    let second = run_until_end(&cfg, out.path(), 2);
+    assert!(second.status.success(), "{}", describe_output(&second, 2000));
+    assert_eq!(parse_summary(&second).unwrap()["ticks_written"], 0, "the second run wrote ticks");
+    assert_eq!(before, dump_redis(&mut conn, &names.prefix), "the second run changed the store");
+    assert_eq!(deltas_before, high_watermarks(&kafka_brokers(), &names.deltas), "the second run published trend deltas");
+    clear_redis(&mut conn, &names.prefix);
+}
+
+#[test]
+fn redis_restarting_empty_mid_kafka_run_loses_nothing() {
+    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let names = Names::new("redis-restart");
+    let out = TempOut::new("kafka-redis-restart");
+    let mut redis = OwnRedis::start();
+    let cfg = write_config(out.path(), &config_text(&std::fs::read_to_string(&case.config).unwrap(), &names, &redis.url, "batch_lines = 4096"));
+    produce_case(&case, &cfg, 1);
+    let run = Command::new(env!("CARGO_BIN_EXE_clickflow"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--until-end", "--out", out.path().to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = redis.restart_under(run, &names.prefix, Duration::from_millis(700));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("unreachable"), "the run never saw the outage: {stderr}");
+    let problems = compare_uncapped(&expected_for_redis(&case), &read_redis(&mut redis.connect(), &names.prefix));
+    assert!(problems.is_empty(), "{}\n{stderr}", problems.into_iter().take(20).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn malformed_messages_go_to_the_dead_letter_topic_and_counts_reconcile() {
+    let names = Names::new("malformed");
+    let out = TempOut::new("kafka-malformed");
+    let redis = redis_url();
+    let huge_garbage = vec![b'x'; 900_000];
+    let mut huge_valid = br#"{"ts": 1700000002000, "user_id": "u2", "type": "view", "pad": ""#.to_vec();
+    huge_valid.extend(std::iter::repeat_n(b'a', 800_000));
+    huge_valid.extend(br#""}"#);
+    let messages = [
+        Msg::value(br#"{"ts": 1700000000000, "user_id": "u1", "type": "view", "product_id": "p1"}"#),
+        Msg::value(b"\xff\xfe{\"ts\": 1}"),
+        Msg::value(b"not json at all"),
+        Msg::value(&huge_garbage),
+        Msg::value(&huge_valid),
+        Msg::value(br#"{"ts": 1700000001000, "user_id": "u1", "type": "click"}"#),
+        Msg::value(b""),
+        Msg::null(),
+        Msg::value(b"   "),
+        Msg::value(br#"{"ts": 1700000003000, "user_id": "u1", "type": "cart", "product_id": "p1"}"#),
+        Msg::value(br#"{"ts": 1600000000000, "user_id": "u1", "type": "view"}"#),
+    ];
+    produce_raw(&kafka_brokers(), &names.topic, 1, &messages);
+    let cfg = write_config(out.path(), &config_text("", &names, &redis, ""));
+    let output = run_until_end(&cfg, out.path(), 1);
+    assert!(output.status.success(), "{}", describe_output(&output, 3000));
+    let s = parse_summary(&output).unwrap();
+    let field = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(field("lines_read"), 8, "eleven messages, three of them empty, null or blank: {s}");
+    assert_eq!((field("accepted"), field("invalid"), field("late")), (3, 4, 1), "{s}");
+    assert!(check_summary(&Value::Null, &s).is_empty(), "{:?}", check_summary(&Value::Null, &s));
+    let dead = read_topic(&kafka_brokers(), &names.dead);
+    let letters: Vec<Value> = dead.iter().map(|r| serde_json::from_slice(&r.payload).expect("a dead letter is JSON")).collect();
+    let reasons: Vec<&str> = letters.iter().map(|l| l["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["invalid", "invalid", "invalid", "invalid", "late"], "{letters:?}");
+    let sources: Vec<&str> = letters.iter().map(|l| l["source"].as_str().unwrap()).collect();
+    let at = |o: u32| format!("{}:0:{o}", names.topic);
+    assert_eq!(sources, [at(1), at(2), at(3), at(5), at(10)]);
+    assert!(letters[0]["detail"].as_str().unwrap().contains("UTF-8"), "{}", letters[0]["detail"]);
+    assert!(letters[2]["detail"].as_str().unwrap().contains("raw cut"), "the huge message's raw is cut: {}", letters[2]["detail"]);
+    assert!(letters[2]["raw"].as_str().unwrap().len() < 300_000);
+    assert!(letters[3]["detail"].as_str().unwrap().contains("type"), "{}", letters[3]["detail"]);
+    let mut conn = connect_redis(&redis);
+    let snap = read_redis(&mut conn, &names.prefix);
+    assert_eq!(snap.users["u1"]["views_1d"], 1);
+    assert_eq!(snap.users["u2"]["views_1d"], 1, "a huge valid event is an event");
+    assert_eq!(committed(&kafka_brokers(), &names.group, &names.topic).get(&0), Some(&11));
+    clear_redis(&mut conn, &names.prefix);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Starts a live run (no `--until-end`) in the background.
+fn spawn_live(cfg: &Path, out: &Path, workers: usize) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_clickflow"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--workers", &workers.to_string(), "--quiet", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the run's output (it must stop by itself within 30 s).
+fn stop(mut child: Child) -> Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Polls `check` every 50 ms until it returns `Some` (panics after `secs`).
+fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn user_field(conn: &mut redis::Connection, prefix: &str, user: &str, field: &str) -> Option<String> {
+    conn.hget(format!("{prefix}user:{user}"), field).ok().flatten()
+}
+
+#[test]
+fn wall_clock_mode_slides_windows_without_traffic_and_dead_letters_future_events() {
+    let names = Names::new("wall");
+    let out = TempOut::new("kafka-wall");
+    let redis = redis_url();
+    let base = "[clock]\nmode = \"wall\"\nmax_future = \"1m\"\n\n[features]\nwindows = [\"3s\", \"1h\"]\n\n[trends]\nwidths = [\"2s\"]\nbaseline = \"1h\"\n";
+    let cfg = write_config(out.path(), &config_text(base, &names, &redis, ""));
+    produce_raw(&kafka_brokers(), &names.topic, 1, &[]);
+    let run = spawn_live(&cfg, out.path(), 1);
+    let now = now_ms();
+    let view = format!(r#"{{"ts": {now}, "user_id": "w1", "type": "view", "product_id": "p1"}}"#);
+    let future = format!(r#"{{"ts": {}, "user_id": "w1", "type": "view"}}"#, now + 3_600_000);
+    produce_raw(&kafka_brokers(), &names.topic, 1, &[Msg::value(view.as_bytes()), Msg::value(future.as_bytes())]);
+    let mut conn = connect_redis(&redis);
+    wait_for(30, "the view in views_3s", || (user_field(&mut conn, &names.prefix, "w1", "views_3s").as_deref() == Some("1")).then_some(()));
+    // No more traffic: the wall clock alone moves the 3 s window past the view.
+    wait_for(30, "views_3s to drop to 0", || (user_field(&mut conn, &names.prefix, "w1", "views_3s").as_deref() == Some("0")).then_some(()));
+    assert_eq!(user_field(&mut conn, &names.prefix, "w1", "views_1h").as_deref(), Some("1"));
+    let as_of = |conn: &mut redis::Connection| conn.hget::<_, _, Option<u64>>(format!("{}meta", names.prefix), "as_of").unwrap().unwrap_or(0);
+    let a = as_of(&mut conn);
+    wait_for(30, "as_of to keep advancing", || (as_of(&mut conn) > a).then_some(()));
+    let output = stop(run);
+    assert!(output.status.success(), "{}", describe_output(&output, 3000));
+    let s = parse_summary(&output).unwrap();
+    assert_eq!((s["accepted"].as_u64(), s["future"].as_u64()), (Some(1), Some(1)), "{s}");
+    let dead = read_topic(&kafka_brokers(), &names.dead);
+    let letter: Value = serde_json::from_slice(&dead[0].payload).unwrap();
+    assert_eq!((dead.len(), letter["reason"].as_str()), (1, Some("future")), "{letter}");
+    assert_eq!(committed(&kafka_brokers(), &names.group, &names.topic).get(&0), Some(&2), "both messages are reflected");
+    clear_redis(&mut conn, &names.prefix);
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_clock_back() {
+    let names = Names::new("idle");
+    let out = TempOut::new("kafka-idle");
+    let redis = redis_url();
+    let cfg = write_config(out.path(), &config_text("[clock]\nidle_timeout = \"1s\"\n", &names, &redis, ""));
+    // Partition 1 never gets data; partition 0 does. Event time, live.
+    let lines: Vec<String> = (0..20).map(|i| format!(r#"{{"ts": {}, "user_id": "i1", "type": "view"}}"#, 1_700_000_000_000u64 + i * 1000)).collect();
+    let messages: Vec<Msg<'_>> = lines.iter().map(|l| Msg::value(l.as_bytes()).to(0)).collect();
+    produce_raw(&kafka_brokers(), &names.topic, 2, &messages);
+    let run = spawn_live(&cfg, out.path(), 2);
+    let mut conn = connect_redis(&redis);
+    // Largest ts 1_700_000_019_000, lateness 5 s: the watermark closes tick 1_700_000_014_000.
+    let as_of = wait_for(60, "a tick although partition 1 is empty", || conn.hget::<_, _, Option<u64>>(format!("{}meta", names.prefix), "as_of").unwrap());
+    let output = stop(run);
+    assert!(output.status.success(), "{}", describe_output(&output, 3000));
+    assert_eq!(as_of, 1_700_000_014_000);
+    assert_eq!(user_field(&mut conn, &names.prefix, "i1", "views_1d").as_deref(), Some("14"), "events with ts < as_of");
+    clear_redis(&mut conn, &names.prefix);
+}
+
+#[test]
+fn offsets_are_never_committed_ahead_of_the_store() {
+    let names = Names::new("commit");
+    let out = TempOut::new("kafka-commit");
+    let redis = redis_url();
+    let cfg = write_config(out.path(), &config_text("", &names, &redis, ""));
+    produce_raw(&kafka_brokers(), &names.topic, 1, &[]);
+    let run = spawn_live(&cfg, out.path(), 1);
+    let brokers = kafka_brokers();
+    let mut conn = connect_redis(&redis);
+    let mut ts_of: Vec<u64> = Vec::new();
+    let mut checks = 0;
+    // Events arrive in bursts, out of order within the allowed lateness; after
+    // each burst, whatever offset is committed must be covered by the store.
+    for burst in 0..8u64 {
+        let lines: Vec<String> = (0..50u64)
+            .map(|i| {
+                let ts = 1_700_000_000_000 + burst * 20_000 + i * 300 - (i % 7) * 900;
+                ts_of.push(ts);
+                format!(r#"{{"ts": {ts}, "user_id": "c{}", "type": "view"}}"#, i % 5)
+            })
+            .collect();
+        let messages: Vec<Msg<'_>> = lines.iter().map(|l| Msg::value(l.as_bytes())).collect();
+        produce_raw(&brokers, &names.topic, 1, &messages);
+        for _ in 0..10 {
+            // The commit is read first: the store can only be further along.
+            let c = committed(&brokers, &names.group, &names.topic).get(&0).copied();
+            let as_of: Option<u64> = conn.hget(format!("{}meta", names.prefix), "as_of").unwrap();
+            if let Some(c) = c {
+                let as_of = as_of.expect("an offset was committed before any tick was stored");
+                let ahead: Vec<u64> = ts_of[..c as usize].iter().copied().filter(|&ts| ts >= as_of).collect();
+                assert!(ahead.is_empty(), "committed offset {c}, but the store (as_of {as_of}) does not reflect events {ahead:?} below it");
+                checks += 1;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+    let output = stop(run);
+    assert!(output.status.success(), "{}", describe_output(&output, 3000));
+    assert!(checks > 0, "no offset was ever committed");
+    clear_redis(&mut conn, &names.prefix);
+}
+
+#[test]
+fn kafka_unreachable_or_topic_missing_is_one_clear_error() {
+    let out = TempOut::new("kafka-errors");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_config(out.path(), &format!("[input]\nkind = \"kafka\"\n\n[kafka]\nbrokers = \"127.0.0.1:{port}\"\nconnect_timeout = \"2s\"\n"));
+    let o = run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--until-end", "--out", out.path().to_str().unwrap(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach Kafka at 127.0.0.1:") && !stderr.contains("panicked"), "{stderr}");
+    let names = Names::new("missing");
+    let cfg = write_config(out.path(), &config_text("", &names, &redis_url(), ""));
+    let o = run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--until-end", "--out", out.path().to_str().unwrap(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("Kafka topic `{}` does not exist", names.topic)) && !stderr.contains("panicked"), "{stderr}");
+}
