@@ -196,7 +196,7 @@ pub enum InputKind {
 }
 
 /// `[input]`: where events come from.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
     /// `"file"`, `"generator"` or `"kafka"`; default: a file when `path` (or
@@ -208,6 +208,9 @@ pub struct InputConfig {
     pub batch_lines: Option<usize>,
     /// Threads decoding JSON in parallel for the reader (default: `run.workers`).
     pub decoders: Option<usize>,
+    /// With several readers (Kafka partitions), one whose watermark is this
+    /// far ahead of the lowest waits for the others (watermark alignment).
+    pub max_drift: Duration,
 }
 
 /// Where a stream of records (trend deltas, dead letters) goes.
@@ -219,6 +222,12 @@ pub enum StreamSink {
     Jsonl,
     /// A Kafka topic (`kafka.trend_deltas_topic`, `kafka.dead_letter_topic`).
     Kafka,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig { kind: None, path: None, batch_lines: None, decoders: None, max_drift: Duration::ms(10_000) }
+    }
 }
 
 /// `[output]`: where results go besides the online store.

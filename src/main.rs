@@ -75,6 +75,15 @@ enum Command {
         /// Send messages without a key (default: keyed by `user_id`).
         #[arg(long)]
         no_key: bool,
+        /// Messages per second (default: as fast as the broker takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Set every event's `ts` to the wall clock when it is sent (a live feed for wall-clock mode).
+        #[arg(long)]
+        retime: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Write a synthetic clickstream (JSON Lines) from the seeded generator.
     Generate {
@@ -203,9 +212,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             eprintln!("clickflow: generated {n} lines");
             Ok(())
         }
-        Command::Produce { config, input, topic, partitions, no_key } => {
+        Command::Produce { config, input, topic, partitions, no_key, rate, retime, limit } => {
             let cfg = load(config.as_ref())?;
-            let done = kafka::produce::produce(&cfg.kafka, &input, topic.as_deref(), partitions, !no_key)?;
+            if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                anyhow::bail!("--rate must be a positive number of messages per second");
+            }
+            let opts = kafka::produce::ProduceOptions { topic: topic.clone(), partitions, keyed: !no_key, rate, retime, limit };
+            let done = kafka::produce::produce(&cfg.kafka, &input, &opts)?;
             eprintln!(
                 "clickflow: produced {} messages to `{}` in {:.2} s ({:.0} messages/s)",
                 done.messages,

@@ -34,8 +34,11 @@ pub struct Metrics {
     pub progress_done: AtomicU64,
     /// Source progress: total (0: unknown).
     pub progress_total: AtomicU64,
-    /// Per-tick store write latency, µs.
+    /// Per-tick store write latency (tick closed by the dataflow → in the store), µs.
     pub write_latency: Mutex<Histogram<u64>>,
+    /// Per tick, how far its `as_of` is behind the wall clock once written, ms
+    /// (freshness; meaningful for live runs).
+    pub as_of_lag: Mutex<Histogram<u64>>,
     started: Instant,
 }
 
@@ -52,6 +55,7 @@ impl Metrics {
             progress_done: AtomicU64::new(0),
             progress_total: AtomicU64::new(0),
             write_latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds")),
+            as_of_lag: Mutex::new(Histogram::new_with_bounds(1, MAX_LAG_MS, 3).expect("static histogram bounds")),
             started: Instant::now(),
         }
     }
@@ -64,6 +68,10 @@ impl Metrics {
         if let Ok(mut h) = self.write_latency.lock() {
             let _ = h.record(us);
         }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        if let Ok(mut h) = self.as_of_lag.lock() {
+            let _ = h.record(now.saturating_sub(at).clamp(1, MAX_LAG_MS));
+        }
     }
 
     /// Seconds since the run started.
@@ -71,6 +79,9 @@ impl Metrics {
         self.started.elapsed().as_secs_f64()
     }
 }
+
+/// Lags beyond a year (a replay of old events) are recorded as a year.
+const MAX_LAG_MS: u64 = 365 * 86_400_000;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -196,11 +207,15 @@ pub struct Summary {
     pub write_p99_us: u64,
     /// Max per-tick write latency, µs.
     pub write_max_us: u64,
+    /// Live runs: p50 of how far `as_of` was behind the wall clock when written, ms.
+    pub as_of_lag_p50_ms: Option<u64>,
+    /// Live runs: its p99, ms.
+    pub as_of_lag_p99_ms: Option<u64>,
 }
 
 impl Summary {
-    /// Collects the summary at the end of a run.
-    pub fn collect(m: &Metrics, c: &Counters, trend_records: u64, as_of: Option<u64>) -> Summary {
+    /// Collects the summary at the end of a run (`live`: report freshness).
+    pub fn collect(m: &Metrics, c: &Counters, trend_records: u64, as_of: Option<u64>, live: bool) -> Summary {
         let wall_s = m.elapsed();
         let lines_read = m.lines_read.load(Ordering::Relaxed);
         let (p50, p99, max) = m
@@ -208,6 +223,7 @@ impl Summary {
             .lock()
             .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()))
             .unwrap_or_default();
+        let lag = m.as_of_lag.lock().ok().filter(|h| live && !h.is_empty()).map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)));
         Summary {
             lines_read,
             accepted: c.accepted.load(Ordering::Relaxed),
@@ -227,6 +243,8 @@ impl Summary {
             write_p50_us: p50,
             write_p99_us: p99,
             write_max_us: max,
+            as_of_lag_p50_ms: lag.map(|l| l.0),
+            as_of_lag_p99_ms: lag.map(|l| l.1),
         }
     }
 
@@ -238,6 +256,10 @@ impl Summary {
     /// The human-readable summary.
     pub fn render(&self) -> String {
         let ok = if self.reconciles() { "reconciled" } else { "DO NOT RECONCILE" };
+        let lag = match (self.as_of_lag_p50_ms, self.as_of_lag_p99_ms) {
+            (Some(p50), Some(p99)) => format!("\n  as_of behind wall clock p50 {p50} ms, p99 {p99} ms"),
+            _ => String::new(),
+        };
         format!(
             "clickflow run summary\n\
              \x20 lines read        {:>12}\n\
@@ -255,7 +277,7 @@ impl Summary {
              \x20 wall time         {:>11.2}s\n\
              \x20 throughput        {:>12.0} events/s\n\
              \x20 peak memory       {:>9.1} MiB\n\
-             \x20 tick write latency p50 {} µs, p99 {} µs, max {} µs",
+             \x20 tick write latency p50 {} µs, p99 {} µs, max {} µs{lag}",
             self.lines_read,
             self.accepted,
             self.invalid,

@@ -19,7 +19,7 @@ use crate::sinks::sqlite::SqliteStore;
 use crate::sinks::{spawn_writer, store_sink, Committer, DeadLetters, SharedDeadLetters, SinkParts, Store, TrendDeltas};
 use crate::sources::file::FileSource;
 use crate::sources::generator::Generator;
-use crate::sources::{reader, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
+use crate::sources::{reader, Alignment, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
 use anyhow::{anyhow, bail, Context, Result};
 use clickflow_dataflows::{build, Counters};
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, metrics: 
     if kind != InputKind::Kafka {
         let source = line_source(config, kind, target.input.as_deref())?;
         let readers = vec![ReaderInfo { name: source.name(), partition: None }];
-        inputs[0] = Some(WorkerInput { source: Box::new(LineChunks::new(source)), readers });
+        inputs[0] = Some(WorkerInput { source: Box::new(LineChunks::new(source)), readers, alignment: None });
         return Ok(inputs);
     }
     let k = &config.kafka;
@@ -95,8 +95,9 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, metrics: 
             continue;
         }
         let readers = parts.iter().map(|p| ReaderInfo { name: format!("{}:{}", k.topic, p.partition), partition: Some(p.partition) }).collect();
-        let source = KafkaChunks::new(k, &parts, stop.clone())?;
-        inputs[w] = Some(WorkerInput { source: Box::new(source), readers });
+        let alignment = Arc::new(Alignment::new(parts.len()));
+        let source = KafkaChunks::new(k, &parts, stop.clone(), alignment.clone())?;
+        inputs[w] = Some(WorkerInput { source: Box::new(source), readers, alignment: Some(alignment) });
     }
     Ok(inputs)
 }
@@ -173,9 +174,10 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
                 wall: wall.then_some(config.clock.max_future.ms),
                 idle_timeout_ms: config.clock.idle_timeout.ms,
                 stop: stop.clone(),
+                max_drift_ms: config.input.max_drift.ms,
             }
         }
-        _ => Pace::replay(),
+        _ => Pace::replay(config.input.max_drift.ms),
     };
 
     let counters = Arc::new(Counters::default());
@@ -220,5 +222,5 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         return Err(e);
     }
     let trend_records = store.trend_records()?;
-    Ok(Summary::collect(&metrics, &counters, trend_records, store.as_of()))
+    Ok(Summary::collect(&metrics, &counters, trend_records, store.as_of(), kind == InputKind::Kafka && !target.until_end))
 }

@@ -10,17 +10,28 @@
 //! when it has [`CHUNK_LINES`] messages, when its partition reaches its end
 //! or its end of data, or after [`MAX_CHUNK_AGE`], so a live event waits at
 //! most that long in the consumer.
+//!
+//! **Watermark alignment** (Flink's `maxAllowedWatermarkDrift`). Each
+//! partition has its own queue, polled in turn. A partition whose watermark
+//! is more than `input.max_drift` ahead of the lowest active reader anywhere
+//! is not polled until the others catch up ([`Alignment`], set by the reader
+//! operator): otherwise one fast partition's events pile up, unsealed, in the
+//! user stage while a slow one holds the clock back. The partition holding
+//! the clock back is never ahead, so reading always progresses; what waits
+//! is bounded by librdkafka's prefetch (`queued.max.messages.kbytes`).
 
 use super::{client_config, KafkaConfig};
 use crate::sinks::Committer;
 use crate::sources::decode::{Chunk, ChunkSource, CHUNK_LINES};
 use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sources::reader::Alignment;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +82,11 @@ struct Parts {
 
 /// One worker's partitions as a chunk source.
 pub struct KafkaChunks {
-    consumer: BaseConsumer,
+    consumer: Arc<BaseConsumer>,
+    /// Per reader, its partition's own queue.
+    queues: Vec<PartitionQueue<rdkafka::consumer::DefaultConsumerContext>>,
+    alignment: Arc<Alignment>,
+    turn: usize,
     topic: String,
     brokers: String,
     state: Parts,
@@ -82,16 +97,22 @@ pub struct KafkaChunks {
 impl KafkaChunks {
     /// A consumer assigned `parts` of `kafka.topic`; chunks name them by
     /// their index in `parts`. Stops early when `stop` is set.
-    pub fn new(cfg: &KafkaConfig, parts: &[PartitionRead], stop: Arc<AtomicBool>) -> Result<KafkaChunks> {
-        let consumer: BaseConsumer = consumer_config(cfg)
-            .create()
-            .with_context(|| format!("cannot create the Kafka consumer for {} (check the `kafka.consumer` properties)", cfg.brokers))?;
+    pub fn new(cfg: &KafkaConfig, parts: &[PartitionRead], stop: Arc<AtomicBool>, alignment: Arc<Alignment>) -> Result<KafkaChunks> {
+        let consumer: Arc<BaseConsumer> = Arc::new(
+            consumer_config(cfg)
+                .create()
+                .with_context(|| format!("cannot create the Kafka consumer for {} (check the `kafka.consumer` properties)", cfg.brokers))?,
+        );
         let mut tpl = TopicPartitionList::new();
         for p in parts {
             tpl.add_partition_offset(&cfg.topic, p.partition, Offset::Beginning)
                 .with_context(|| format!("cannot assign `{}` partition {}", cfg.topic, p.partition))?;
         }
         consumer.assign(&tpl).with_context(|| format!("cannot assign the partitions of `{}` on {}", cfg.topic, cfg.brokers))?;
+        let queues = parts
+            .iter()
+            .map(|p| consumer.split_partition_queue(&cfg.topic, p.partition).with_context(|| format!("cannot give `{}` partition {} its own queue", cfg.topic, p.partition)))
+            .collect::<Result<Vec<_>>>()?;
         let mut state = Parts {
             parts: parts.iter().map(|&read| Part { read, chunk: Chunk::default(), since: None, done: false }).collect(),
             index: parts.iter().enumerate().map(|(i, p)| (p.partition, i)).collect(),
@@ -102,7 +123,7 @@ impl KafkaChunks {
                 state.cut(r, true);
             }
         }
-        Ok(KafkaChunks { consumer, topic: cfg.topic.clone(), brokers: cfg.brokers.clone(), state, stop, last_warning: None })
+        Ok(KafkaChunks { consumer, queues, alignment, turn: 0, topic: cfg.topic.clone(), brokers: cfg.brokers.clone(), state, stop, last_warning: None })
     }
 
     /// No more data in `partition` for now: cut its chunk; with an end, it
@@ -184,6 +205,51 @@ impl Parts {
     }
 }
 
+/// What one poll gave.
+enum Polled {
+    Nothing,
+    Message,
+    Eof(i32),
+    Error(KafkaError),
+}
+
+impl KafkaChunks {
+    fn handle(&mut self, polled: Polled) {
+        match polled {
+            Polled::Nothing | Polled::Message => {}
+            Polled::Eof(p) => self.at_eof(p),
+            Polled::Error(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                let context = format!("reading `{}` from Kafka at {} failed for good", self.topic, self.brokers);
+                self.state.fail(anyhow!(e).context(context));
+            }
+            Polled::Error(e) => self.warn(&e),
+        }
+    }
+
+    /// Takes what partition queue `r` has ready, up to a chunk; whether it had anything.
+    fn drain(&mut self, r: usize) -> bool {
+        let mut any = false;
+        for _ in 0..CHUNK_LINES {
+            let polled = match self.queues[r].poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    self.state.take(m.partition(), m.offset(), m.payload());
+                    Polled::Message
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => Polled::Eof(p),
+                Some(Err(e)) => Polled::Error(e),
+            };
+            any = true;
+            let stop = !matches!(polled, Polled::Message);
+            self.handle(polled);
+            if stop || !self.state.ready.is_empty() || self.state.parts[r].done {
+                break;
+            }
+        }
+        any
+    }
+}
+
 impl ChunkSource for KafkaChunks {
     fn next_chunk(&mut self) -> Option<Chunk> {
         loop {
@@ -194,27 +260,27 @@ impl ChunkSource for KafkaChunks {
                 return None;
             }
             let n = self.state.parts.len();
-            let failure = match self.consumer.poll(MAX_CHUNK_AGE) {
+            // Each partition that is not too far ahead, in turn.
+            let mut got = false;
+            for k in 0..n {
+                let r = (self.turn + k) % n;
+                if !self.state.parts[r].done && !self.alignment.is_ahead(r) {
+                    got |= self.drain(r);
+                }
+            }
+            self.turn = (self.turn + 1) % n.max(1);
+            // The main queue: callbacks, errors, and anything fetched before the split.
+            let wait = if got { Duration::ZERO } else { Duration::from_millis(1) };
+            let polled = match self.consumer.poll(wait) {
+                None => Polled::Nothing,
                 Some(Ok(m)) => {
                     self.state.take(m.partition(), m.offset(), m.payload());
-                    None
+                    Polled::Message
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => Some(Err(p)),
-                Some(Err(e)) => Some(Ok(e)),
-                None => {
-                    (0..n).for_each(|r| self.state.cut(r, false));
-                    None
-                }
+                Some(Err(KafkaError::PartitionEOF(p))) => Polled::Eof(p),
+                Some(Err(e)) => Polled::Error(e),
             };
-            match failure {
-                Some(Err(p)) => self.at_eof(p),
-                Some(Ok(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                    let context = format!("reading `{}` from Kafka at {} failed for good", self.topic, self.brokers);
-                    self.state.fail(anyhow!(e).context(context));
-                }
-                Some(Ok(e)) => self.warn(&e),
-                None => {}
-            }
+            self.handle(polled);
             for r in 0..n {
                 if self.state.parts[r].since.is_some_and(|t| t.elapsed() >= MAX_CHUNK_AGE) {
                     self.state.cut(r, false);

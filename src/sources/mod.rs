@@ -17,7 +17,7 @@ pub mod reader;
 use anyhow::Result;
 use decode::{Chunk, ChunkSource, CHUNK_LINES};
 
-pub use reader::{reader, Pace, ReaderInfo, ReaderParts, WorkerInput};
+pub use reader::{reader, Alignment, Pace, ReaderInfo, ReaderParts, WorkerInput};
 
 /// A sequence of raw input lines.
 pub trait LineSource: Send + 'static {

@@ -18,6 +18,11 @@
 //! tick reflects every message ([`SafeOffsets`]), committed once the store
 //! holds the tick. Dead letters are flushed before the report goes out.
 //!
+//! **Alignment.** With several readers, one more than `input.max_drift` ahead
+//! of the lowest active reader anywhere is marked in [`Alignment`], and its
+//! source stops reading it until the others catch up, so the events waiting
+//! for the clock stay bounded.
+//!
 //! **Idleness and the wall clock** (live runs). A reader with no data for
 //! `idle_timeout` stops holding the clock back and follows the active
 //! readers, on this worker and (through a broadcast of each worker's
@@ -58,6 +63,33 @@ pub struct WorkerInput {
     pub source: Box<dyn ChunkSource>,
     /// Its readers; chunks name them by index.
     pub readers: Vec<ReaderInfo>,
+    /// For a source that can hold back a reader: which ones are too far ahead.
+    pub alignment: Option<Arc<Alignment>>,
+}
+
+/// Which of a worker's readers are too far ahead in event time to be read
+/// now: set by the reader operator, read by the source's feeder thread.
+#[derive(Debug)]
+pub struct Alignment {
+    ahead: Vec<AtomicBool>,
+}
+
+impl Alignment {
+    /// `n` readers, none ahead.
+    pub fn new(n: usize) -> Self {
+        Alignment { ahead: (0..n).map(|_| AtomicBool::new(false)).collect() }
+    }
+
+    /// Whether reader `r` should wait for the others.
+    pub fn is_ahead(&self, r: usize) -> bool {
+        self.ahead.get(r).is_some_and(|a| a.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, r: usize, ahead: bool) {
+        if let Some(a) = self.ahead.get(r) {
+            a.store(ahead, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How the reader paces ticks.
@@ -72,12 +104,14 @@ pub struct Pace {
     pub idle_timeout_ms: u64,
     /// Set on shutdown: stop reading; the output stays as of the last closed tick.
     pub stop: Arc<AtomicBool>,
+    /// See `input.max_drift`.
+    pub max_drift_ms: u64,
 }
 
 impl Pace {
     /// A replay: ticks per batch, then `A_end`.
-    pub fn replay() -> Self {
-        Pace { live: false, wall: None, idle_timeout_ms: 0, stop: Arc::new(AtomicBool::new(false)) }
+    pub fn replay(max_drift_ms: u64) -> Self {
+        Pace { live: false, wall: None, idle_timeout_ms: 0, stop: Arc::new(AtomicBool::new(false)), max_drift_ms }
     }
 }
 
@@ -138,15 +172,15 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
     let activator = scope.activator_for(info.address.clone());
     let wake = scope.worker().sync_activator_for(info.address.to_vec());
     builder.build(move |caps| {
-        let (infos, mut decoder) = match input {
-            Some(WorkerInput { source, readers }) => match Decoder::start(source, patterns, decoders, wake) {
-                Ok(d) => (readers, Some(d)),
+        let (infos, mut decoder, alignment) = match input {
+            Some(WorkerInput { source, readers, alignment }) => match Decoder::start(source, patterns, decoders, wake) {
+                Ok(d) => (readers, Some(d), alignment),
                 Err(e) => {
                     record_error(&error, anyhow::Error::new(e).context("cannot start the decoder threads"));
-                    (Vec::new(), None)
+                    (Vec::new(), None, None)
                 }
             },
-            None => (Vec::new(), None),
+            None => (Vec::new(), None, None),
         };
         let mut readers = Readers::new(&params, infos.len());
         let mut safe: Vec<Option<SafeOffsets>> = infos.iter().map(|i| i.partition.map(|_| SafeOffsets::new(tick))).collect();
@@ -268,6 +302,19 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             metrics.invalid.fetch_add(invalid, Ordering::Relaxed);
             metrics.late.fetch_add(late, Ordering::Relaxed);
             metrics.future.fetch_add(future, Ordering::Relaxed);
+            if let Some(align) = alignment.as_ref() {
+                let low = readers.active_low().min(heard);
+                for r in 0..readers.len() {
+                    let wm = readers.clock(r).watermark();
+                    let ahead = match low {
+                        ActiveLow::Low(Some(low)) => wm.is_some_and(|w| w > low.saturating_add(pace.max_drift_ms)),
+                        // Someone has read nothing yet: those who have wait for it.
+                        ActiveLow::Low(None) => wm.is_some() && readers.state(r) == ReaderState::Active,
+                        ActiveLow::NoneActive => false,
+                    };
+                    align.set(r, ahead);
+                }
+            }
             if drained && !readers.done() && dec.exhausted() {
                 // The source ended without a last chunk for some reader (it gave up).
                 (0..readers.len()).for_each(|r| readers.finish(r));

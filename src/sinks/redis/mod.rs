@@ -7,9 +7,12 @@
 //! * `cf:trending:<list>`: sorted set, member = entity id, score = trend score;
 //! * `cf:meta`: hash with `as_of`.
 //!
-//! Each closed tick is one `MULTI`/`EXEC` pipeline: every changed key is
-//! deleted and rewritten, then `cf:meta as_of` is set, so a reader sees a
-//! tick entirely or not at all. Ticks at or below the stored `as_of` are
+//! Each closed tick is one `MULTI`/`EXEC` pipeline: the changed keys, then
+//! `cf:meta as_of`, so a reader sees a tick entirely or not at all. A user
+//! hash this process wrote before gets only its changed fields (`HSET`, and
+//! `HDEL` of features that became null), diffed against the mirror below; a
+//! user hash it has not written yet is deleted and written whole, as is any
+//! trend hash (five fields) and trending list. Ticks at or below the stored `as_of` are
 //! skipped. If Redis goes away mid-run the writer blocks, logs, and retries
 //! with backoff (100 ms doubling to 5 s); after reconnecting, if the store's
 //! `as_of` is gone or behind (a Redis without persistence restarted), it
@@ -54,17 +57,110 @@ pub fn read_as_of(conn: &mut Connection, prefix: &str) -> redis::RedisResult<Opt
     Ok(v.and_then(|v| v.parse().ok()))
 }
 
-/// The hash fields of a user's feature record.
-pub fn user_fields(features: &str, at: u64) -> Result<Vec<(String, String)>> {
-    let value: serde_json::Value = serde_json::from_str(features).context("a feature record is not JSON")?;
-    let mut fields = vec![("as_of".to_string(), at.to_string())];
-    if let serde_json::Value::Object(map) = value {
-        for (k, v) in map {
-            match v {
-                serde_json::Value::Null => {}
-                serde_json::Value::String(s) => fields.push((k, s)),
-                other => fields.push((k, other.to_string())),
+/// Skips the JSON string starting at `b[i] == b'"'`; the index after it.
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Skips the JSON value starting at `b[i]`; the index after it.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'[' | b'{' => {
+            let mut depth = 0usize;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
             }
+            None
+        }
+        _ => {
+            let start = i;
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
+}
+
+/// The top-level `(key, raw JSON value)` pairs of a JSON object, without
+/// building a tree (feature records are flat objects the user stage wrote).
+fn object_fields(s: &str) -> Option<Vec<(&str, &str)>> {
+    let b = s.as_bytes();
+    let ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    let mut out = Vec::with_capacity(64);
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = skip_string(b, i)?;
+        let key = &s[i + 1..end - 1];
+        if key.contains('\\') {
+            return None;
+        }
+        i = ws(end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(i + 1);
+        let value_end = skip_value(b, i)?;
+        out.push((key, &s[i..value_end]));
+        i = ws(value_end);
+        match b.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The hash fields of a user's feature record: every non-null feature, as
+/// its JSON text (numbers, and arrays and objects as JSON strings), plus
+/// `as_of`.
+pub fn user_fields(features: &str, at: u64) -> Result<Vec<(String, String)>> {
+    let pairs = object_fields(features).context("a feature record is not a JSON object")?;
+    let mut fields = Vec::with_capacity(pairs.len() + 1);
+    fields.push(("as_of".to_string(), at.to_string()));
+    for (k, v) in pairs {
+        match v {
+            "null" => {}
+            v if v.starts_with('"') => fields.push((k.to_owned(), serde_json::from_str::<String>(v).context("a feature record has a bad string")?)),
+            v => fields.push((k.to_owned(), v.to_owned())),
         }
     }
     Ok(fields)
@@ -108,9 +204,39 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Writes only what changed from the record `before` (as written by this
+    /// process): records of one run list the same features in the same order.
+    fn update_user(&self, pipe: &mut Pipeline, id: &str, before: &str, features: &str, at: u64) -> Result<()> {
+        let (Some(old), Some(new)) = (object_fields(before), object_fields(features)) else {
+            return self.put_user(pipe, id, features, at);
+        };
+        if old.len() != new.len() || old.iter().zip(&new).any(|(a, b)| a.0 != b.0) {
+            return self.put_user(pipe, id, features, at);
+        }
+        let key = self.user_key(id);
+        let at = at.to_string();
+        let mut set: Vec<(&str, String)> = vec![("as_of", at)];
+        let mut gone: Vec<&str> = Vec::new();
+        for ((k, was), (_, now)) in old.iter().zip(&new) {
+            if was == now {
+                continue;
+            }
+            match *now {
+                "null" => gone.push(k),
+                v if v.starts_with('"') => set.push((k, serde_json::from_str::<String>(v).context("a feature record has a bad string")?)),
+                v => set.push((k, v.to_owned())),
+            }
+        }
+        pipe.hset_multiple(&key, &set).ignore();
+        if !gone.is_empty() {
+            pipe.hdel(&key, gone).ignore();
+        }
+        Ok(())
+    }
+
     fn put_trend(&self, pipe: &mut Pipeline, kind: &str, id: &str, v: &TrendValues, at: u64) {
+        // Every field is always present: HSET overwrites them all.
         let key = self.trend_key(kind, id);
-        pipe.del(&key).ignore();
         let fields = [
             ("window_ms", v.window_ms.to_string()),
             ("count", v.count.to_string()),
@@ -137,7 +263,10 @@ impl RedisStore {
             match change {
                 Change::User(u) => match &u.features {
                     Some(f) => {
-                        self.put_user(&mut pipe, &u.user_id, f, at)?;
+                        match self.users.get(&u.user_id) {
+                            Some(before) => self.update_user(&mut pipe, &u.user_id, before, f, at)?,
+                            None => self.put_user(&mut pipe, &u.user_id, f, at)?,
+                        }
                         self.users.insert(u.user_id.clone(), f.clone());
                     }
                     None => {
@@ -256,13 +385,16 @@ mod tests {
 
     #[test]
     fn user_fields_flatten_the_record() {
-        let f = user_fields(r#"{"views_1d": 3, "spend_1d": 10.5, "hour_hist_1d": [1, 2], "browse_devices_1d": {"m": 1}, "last_purchase_ts": null}"#, 7).unwrap();
+        let f = user_fields(r#"{"views_1d":3, "spend_1d": 10.5,"hour_hist_1d":[1,2],"browse_devices_1d":{"m":1,"a\"}]{":2},"last_purchase_ts":null}"#, 7).unwrap();
         let map: HashMap<String, String> = f.into_iter().collect();
         assert_eq!(map["views_1d"], "3");
         assert_eq!(map["spend_1d"], "10.5");
         assert_eq!(map["hour_hist_1d"], "[1,2]");
-        assert_eq!(map["browse_devices_1d"], r#"{"m":1}"#);
+        assert_eq!(map["browse_devices_1d"], r#"{"m":1,"a\"}]{":2}"#, "brackets and quotes inside device names");
         assert_eq!(map["as_of"], "7");
         assert!(!map.contains_key("last_purchase_ts"), "null features are absent");
+        assert_eq!(map.len(), 5);
+        assert!(user_fields("[1]", 7).is_err());
+        assert!(user_fields(r#"{"a":1"#, 7).is_err(), "truncated");
     }
 }
