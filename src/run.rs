@@ -115,9 +115,9 @@ fn dead_letter_sink(config: &Config, out: &Path) -> Result<SharedDeadLetters> {
     Ok(SharedDeadLetters::new(sink))
 }
 
-fn deltas_sink(config: &Config, out: &Path, resuming: bool) -> Result<Box<dyn TrendDeltas>> {
+fn deltas_sink(config: &Config, out: &Path, as_of: Option<u64>) -> Result<Box<dyn TrendDeltas>> {
     Ok(match config.output.trend_deltas {
-        StreamSink::Jsonl => Box::new(JsonlFile::open(&out.join(DELTAS_FILE), resuming)?),
+        StreamSink::Jsonl => Box::new(JsonlFile::open_deltas(&out.join(DELTAS_FILE), as_of)?),
         StreamSink::Kafka => {
             let k = &config.kafka;
             admin::ensure_topic(&admin::metadata_client(k)?, k, &k.trend_deltas_topic, k.topic_partitions)?;
@@ -160,7 +160,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         StoreKind::Sqlite => Box::new(SqliteStore::open(&target.out.join(STORE_FILE))?),
         StoreKind::Redis => Box::new(RedisStore::open(&config.redis)?),
     };
-    let deltas = deltas_sink(config, &target.out, store.as_of().is_some())?;
+    let deltas = deltas_sink(config, &target.out, store.as_of())?;
     let dead_letters = dead_letter_sink(config, &target.out)?;
     let committer: Option<Box<dyn Committer>> = match kind {
         InputKind::Kafka => Some(Box::new(OffsetCommitter::new(&config.kafka)?)),

@@ -239,6 +239,58 @@ fn rerun_over_the_same_input_writes_nothing() {
     }
 }
 
+/// The store's `meta.as_of` while a run may be writing it (`None`: no store or no tick yet).
+fn live_as_of(db: &Path) -> Option<u64> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row("SELECT value FROM meta WHERE key = 'as_of'", [], |r| r.get::<_, String>(0)).ok()?.parse().ok()
+}
+
+#[test]
+fn a_relaunch_after_a_crash_matches_an_uninterrupted_run() {
+    // The largest case, killed (SIGKILL) part way, then run again with another batch size: the new run's ticks are not the old
+    // one's, and the store must still end exactly as expected, with a
+    // trend-delta file that replays to it.
+    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let expected = case.expected();
+    let mut out = TempOut::new("crash");
+    let config = |batch: usize| {
+        let path = out.path().join(format!("config-{batch}.toml"));
+        std::fs::write(&path, format!("{}\n[input]\nbatch_lines = {batch}\n", std::fs::read_to_string(&case.config).unwrap())).unwrap();
+        path
+    };
+    let (first, second) = (config(4096), config(10_000));
+    let db = out.path().join(STORE_FILE);
+    let args = |cfg: &Path| -> Vec<std::ffi::OsString> {
+        ["run", "--config"].iter().map(Into::into).chain([cfg.as_os_str().to_owned(), "--input".into(), case.events.clone().into_os_string(), "--out".into(), out.path().as_os_str().to_owned(), "--quiet".into(), "--json".into()]).collect()
+    };
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_clickflow")).args(args(&first)).stdout(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it a third of the way through (in event time), so that the relaunch
+    // skips several ticks of its own that the store already holds.
+    let started = Instant::now();
+    let first = loop {
+        if let Some(a) = live_as_of(&db) {
+            break a;
+        }
+        assert!(run.try_wait().unwrap().is_none(), "the first run ended before its first tick was seen");
+        assert!(started.elapsed().as_secs() < 120, "no tick written");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let end = expected["as_of"].as_u64().expect("the largest case has an as_of");
+    while live_as_of(&db).is_some_and(|a| a < first + (end - first) / 3) {
+        assert!(run.try_wait().unwrap().is_none(), "the first run ended before a third of it");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed_at = live_as_of(&db);
+    let output = run_clickflow(args(&second));
+    let sections = if output.status.success() { check_outputs(&expected, &output, out.path()) } else { vec![("exit", vec![describe_output(&output, 3000)])] };
+    if !sections.is_empty() {
+        out.keep();
+        panic!("case {} killed at as_of {killed_at:?}, relaunched (kept in {}):\n{}", case.name, out.path().display(), format_sections(&sections, REPORT_LINES_PER_SECTION));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The harness itself
 // ---------------------------------------------------------------------------

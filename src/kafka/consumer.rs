@@ -54,6 +54,9 @@ fn consumer_config(cfg: &KafkaConfig) -> rdkafka::config::ClientConfig {
     let mut c = client_config(cfg, &Default::default());
     // Defaults a user may override in `kafka.consumer`.
     c.set("fetch.wait.max.ms", "100");
+    // Brokers that ignore fetch.max.bytes (noida-db answers with a whole
+    // partition's backlog) would otherwise be refused over and over.
+    c.set("receive.message.max.bytes", "1000000000");
     c.set("queued.max.messages.kbytes", "65536");
     for (k, v) in &cfg.consumer {
         c.set(k, v);

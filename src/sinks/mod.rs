@@ -8,13 +8,15 @@
 //! dataflow computes the next ones. Ticks at or below the store's `as_of` are
 //! skipped: a restart never moves a record back in time.
 
+pub mod carry;
 pub mod jsonl;
 pub mod redis;
 pub mod sqlite;
 
 use crate::metrics::{record_error, FirstError, Metrics};
 use anyhow::Result;
-use clickflow_dataflows::messages::TrendChange;
+use carry::Carry;
+use clickflow_dataflows::messages::{EntityKind, TrendChange, TrendValues};
 use clickflow_dataflows::Change;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -71,6 +73,8 @@ pub trait Store: Send {
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()>;
     /// How many trend records the store holds.
     fn trend_records(&mut self) -> Result<u64>;
+    /// The stored values of these trend records (`None`: no record).
+    fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>>;
 }
 
 /// Commits input offsets once the store holds the ticks they fed.
@@ -105,16 +109,35 @@ pub struct ClosedTick {
 }
 
 /// Starts the writer thread: ticks arrive in order; each is written (trend
-/// deltas, then rows, then `as_of`) before the next. A failed write stops it
-/// and records the error; the run then fails.
+/// deltas, then rows, then `as_of`) before the next, and then the offsets it
+/// reflects are committed. Ticks the store already holds are not written;
+/// their changes go with the first tick that is ([`carry`]). A failed write
+/// stops it and records the error; the run then fails.
 pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstError) -> (SyncSender<ClosedTick>, JoinHandle<Box<dyn Store>>) {
     let (tx, rx) = sync_channel::<ClosedTick>(2);
     let handle = std::thread::Builder::new()
         .name("clickflow:store".into())
         .spawn(move || {
             let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
-            for tick in rx {
-                if tick.is_tick && parts.store.as_of().is_none_or(|a| a < tick.at) {
+            let mut carry: Option<Carry> = parts.store.as_of().map(|_| Carry::default());
+            for mut tick in rx {
+                let held = parts.store.as_of().is_some_and(|a| a >= tick.at);
+                if tick.is_tick && held {
+                    if let Some(c) = carry.as_mut() {
+                        c.absorb(std::mem::take(&mut tick.changes));
+                    }
+                } else if tick.is_tick {
+                    // The first tick written over a store that held some: carried
+                    // changes, and every trend delta against the store.
+                    if let Some(c) = carry.take() {
+                        match c.merge(tick.at, std::mem::take(&mut tick.changes), parts.store.as_mut()) {
+                            Ok(merged) => tick.changes = merged,
+                            Err(e) => {
+                                record_error(&error, e);
+                                break;
+                            }
+                        }
+                    }
                     let mut deltas: Vec<&TrendChange> = tick
                         .changes
                         .iter()

@@ -7,6 +7,7 @@
 
 use super::Store;
 use anyhow::{Context, Result};
+use clickflow_dataflows::messages::{EntityKind, TrendValues};
 use clickflow_dataflows::Change;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,22 @@ impl Store for SqliteStore {
     fn trend_records(&mut self) -> Result<u64> {
         let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).with_context(|| format!("cannot count trends in {}", self.path.display()))?;
         Ok(n as u64)
+    }
+
+    fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT window_ms, count, baseline_count, score FROM trends WHERE entity_type = ?1 AND entity_id = ?2")
+            .with_context(|| format!("cannot read trends from {}", self.path.display()))?;
+        keys.iter()
+            .map(|(kind, id)| {
+                stmt.query_row(params![kind.as_str(), id], |r| {
+                    Ok(TrendValues { window_ms: r.get::<_, i64>(0)? as u64, count: r.get::<_, i64>(1)? as u64, baseline_count: r.get::<_, i64>(2)? as u64, score: r.get(3)? })
+                })
+                .optional()
+                .with_context(|| format!("cannot read trends from {}", self.path.display()))
+            })
+            .collect()
     }
 
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {

@@ -27,7 +27,7 @@ pub mod config;
 
 use super::Store;
 use anyhow::{Context, Result};
-use clickflow_dataflows::messages::TrendValues;
+use clickflow_dataflows::messages::{EntityKind, TrendValues};
 use clickflow_dataflows::Change;
 pub use config::RedisConfig;
 use redis::{Connection, Pipeline};
@@ -368,6 +368,26 @@ impl Store for RedisStore {
         let conn = self.conn.as_mut().context("not connected to Redis")?;
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}trend:*", self.prefix)).query(conn).context("cannot count trends in Redis")?;
         Ok(keys.len() as u64)
+    }
+
+    fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>> {
+        let mut pipe = redis::pipe();
+        for (kind, id) in keys {
+            pipe.hgetall(self.trend_key(kind.as_str(), id));
+        }
+        let conn = self.conn.as_mut().context("not connected to Redis")?;
+        let hashes: Vec<HashMap<String, String>> = pipe.query(conn).with_context(|| format!("cannot read trends from Redis at {}", self.url))?;
+        Ok(hashes
+            .into_iter()
+            .map(|h| {
+                Some(TrendValues {
+                    window_ms: h.get("window_ms")?.parse().ok()?,
+                    count: h.get("count")?.parse().ok()?,
+                    baseline_count: h.get("baseline_count")?.parse().ok()?,
+                    score: h.get("score")?.parse().ok()?,
+                })
+            })
+            .collect())
     }
 
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {
