@@ -309,6 +309,8 @@ pub struct Config {
     pub redis: crate::sinks::redis::RedisConfig,
     /// `[kafka]`.
     pub kafka: crate::kafka::KafkaConfig,
+    /// `[cluster]`.
+    pub cluster: crate::cluster::ClusterConfig,
     /// `[generator]`: the built-in workload.
     pub generator: GeneratorConfig,
 }
@@ -336,6 +338,7 @@ impl Config {
         config.params()?;
         config.redis.check()?;
         config.kafka.check()?;
+        config.cluster.check()?;
         if config.input.kind == Some(InputKind::Kafka) && config.input.path.is_some() {
             return Err("`input.path` is set but `input.kind` is \"kafka\": remove one".into());
         }
@@ -422,6 +425,9 @@ mod tests {
             ("[input]\nkind = \"kafka\"\npath = \"x.jsonl\"", "`input.path`"),
             ("[output]\ntrend_deltas = \"s3\"", "`output.trend_deltas`"),
             ("[kafka]\nbrokers = 9092", "`kafka.brokers`"),
+            ("[cluster]\nprocesses = 2\nprocess = 2", "`cluster.process`"),
+            ("[cluster]\naddresses = [\"localhost\"]", "`cluster.addresses[0]`"),
+            ("[cluster]\nprocs = 2", "procs"),
             ("[kafka]\ntopic = \"a b\"", "`kafka.topic`"),
             ("[kafka.consumer]\n\"enable.auto.commit\" = \"true\"", "`kafka.consumer.\"enable.auto.commit\"`"),
         ];

@@ -6,6 +6,7 @@
 //! writes a synthetic workload; `clickflow produce` loads a file into a Kafka
 //! topic; `clickflow get` reads features and trends back.
 
+mod cluster;
 mod config;
 mod get;
 mod kafka;
@@ -45,9 +46,18 @@ enum Command {
         /// Output directory; default: `output.dir` (out).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Worker threads; default: `run.workers` (1).
-        #[arg(long)]
+        /// Worker threads per process (timely's -w); default: `cluster.workers`, else `run.workers` (1).
+        #[arg(long, short = 'w')]
         workers: Option<usize>,
+        /// Processes in the cluster (timely's -n); default: `cluster.processes` (1).
+        #[arg(long, short = 'n')]
+        processes: Option<usize>,
+        /// This process's index in the cluster (timely's -p); default: `cluster.process` (0).
+        #[arg(long, short = 'p')]
+        process: Option<usize>,
+        /// A file of host:port lines, one per process (timely's -h); default: `cluster.addresses` / `cluster.hostfile`.
+        #[arg(long)]
+        hostfile: Option<PathBuf>,
         /// No progress line.
         #[arg(long)]
         quiet: bool,
@@ -160,13 +170,21 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or(Command::Run { config: None, input: None, out: None, workers: None, quiet: false, json: false, until_end: false }) {
-        Command::Run { config, input, out, workers, quiet, json, until_end } => {
+    let default_run = Command::Run { config: None, input: None, out: None, workers: None, processes: None, process: None, hostfile: None, quiet: false, json: false, until_end: false };
+    match cli.command.unwrap_or(default_run) {
+        Command::Run { config, input, out, workers, processes, process, hostfile, quiet, json, until_end } => {
             let cfg = load(config.as_ref())?;
+            if workers == Some(0) {
+                anyhow::bail!("--workers must be at least 1");
+            }
+            let mut cluster = cfg.cluster.resolve(processes, process, hostfile, cfg.run.workers).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+            if let Some(w) = workers {
+                cluster.workers = w;
+            }
             let target = run::RunTarget {
                 input: input.or_else(|| cfg.input.path.clone()),
                 out: out.unwrap_or_else(|| cfg.output.dir.clone()),
-                workers: workers.unwrap_or(cfg.run.workers).max(1),
+                cluster,
                 progress: cfg.run.progress && !quiet,
                 until_end,
             };

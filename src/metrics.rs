@@ -168,6 +168,67 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// What one process counted; process 0 sums every process's for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessStats {
+    /// Non-blank lines read.
+    pub lines_read: u64,
+    /// Invalid lines.
+    pub invalid: u64,
+    /// Late events.
+    pub late: u64,
+    /// Future events.
+    pub future: u64,
+    /// Accepted events.
+    pub accepted: u64,
+    /// Events of bots.
+    pub bot_events: u64,
+    /// Bots flagged.
+    pub bots_flagged: u64,
+    /// Users with a feature record.
+    pub users_with_features: i64,
+    /// Sessions.
+    pub sessions: i64,
+    /// Peak resident memory.
+    pub peak_rss_bytes: u64,
+    /// Processes counted.
+    pub processes: u64,
+}
+
+impl ProcessStats {
+    /// This process's counts now.
+    pub fn of(m: &Metrics, c: &Counters) -> ProcessStats {
+        ProcessStats {
+            lines_read: m.lines_read.load(Ordering::Relaxed),
+            invalid: m.invalid.load(Ordering::Relaxed),
+            late: m.late.load(Ordering::Relaxed),
+            future: m.future.load(Ordering::Relaxed),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            bot_events: c.bot_events.load(Ordering::Relaxed),
+            bots_flagged: c.bots_flagged.load(Ordering::Relaxed),
+            users_with_features: c.users_with_features.load(Ordering::Relaxed),
+            sessions: c.sessions.load(Ordering::Relaxed),
+            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+            processes: 1,
+        }
+    }
+
+    /// Adds another process's counts.
+    pub fn add(&mut self, o: &ProcessStats) {
+        self.lines_read += o.lines_read;
+        self.invalid += o.invalid;
+        self.late += o.late;
+        self.future += o.future;
+        self.accepted += o.accepted;
+        self.bot_events += o.bot_events;
+        self.bots_flagged += o.bots_flagged;
+        self.users_with_features += o.users_with_features;
+        self.sessions += o.sessions;
+        self.peak_rss_bytes += o.peak_rss_bytes;
+        self.processes += o.processes;
+    }
+}
+
 /// The end-of-run summary.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
@@ -199,8 +260,10 @@ pub struct Summary {
     pub wall_s: f64,
     /// Lines read per second.
     pub events_per_s: f64,
-    /// Peak resident memory.
+    /// Peak resident memory (summed over the processes of a cluster).
     pub peak_rss_bytes: u64,
+    /// Processes whose counts these are.
+    pub processes: u64,
     /// p50 per-tick write latency, µs.
     pub write_p50_us: u64,
     /// p99 per-tick write latency, µs.
@@ -214,10 +277,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Collects the summary at the end of a run (`live`: report freshness).
-    pub fn collect(m: &Metrics, c: &Counters, trend_records: u64, as_of: Option<u64>, live: bool) -> Summary {
+    /// The summary at the end of a run: the counts of `stats` (this process,
+    /// or the whole cluster on process 0), ticks and latencies of `m` (where
+    /// the store was written); `live`: report freshness.
+    pub fn collect(stats: &ProcessStats, m: &Metrics, trend_records: u64, as_of: Option<u64>, live: bool) -> Summary {
         let wall_s = m.elapsed();
-        let lines_read = m.lines_read.load(Ordering::Relaxed);
         let (p50, p99, max) = m
             .write_latency
             .lock()
@@ -225,21 +289,22 @@ impl Summary {
             .unwrap_or_default();
         let lag = m.as_of_lag.lock().ok().filter(|h| live && !h.is_empty()).map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)));
         Summary {
-            lines_read,
-            accepted: c.accepted.load(Ordering::Relaxed),
-            invalid: m.invalid.load(Ordering::Relaxed),
-            late: m.late.load(Ordering::Relaxed),
-            future: m.future.load(Ordering::Relaxed),
-            bot_events: c.bot_events.load(Ordering::Relaxed),
-            bots_flagged: c.bots_flagged.load(Ordering::Relaxed),
-            users_with_features: c.users_with_features.load(Ordering::Relaxed),
-            sessions: c.sessions.load(Ordering::Relaxed),
+            lines_read: stats.lines_read,
+            accepted: stats.accepted,
+            invalid: stats.invalid,
+            late: stats.late,
+            future: stats.future,
+            bot_events: stats.bot_events,
+            bots_flagged: stats.bots_flagged,
+            users_with_features: stats.users_with_features,
+            sessions: stats.sessions,
             trend_records,
             ticks_written: m.ticks_written.load(Ordering::Relaxed),
             as_of,
             wall_s,
-            events_per_s: lines_read as f64 / wall_s.max(1e-9),
-            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+            events_per_s: stats.lines_read as f64 / wall_s.max(1e-9),
+            peak_rss_bytes: stats.peak_rss_bytes,
+            processes: stats.processes,
             write_p50_us: p50,
             write_p99_us: p99,
             write_max_us: max,
@@ -276,7 +341,7 @@ impl Summary {
              \x20 as_of             {}\n\
              \x20 wall time         {:>11.2}s\n\
              \x20 throughput        {:>12.0} events/s\n\
-             \x20 peak memory       {:>9.1} MiB\n\
+             \x20 peak memory       {:>9.1} MiB{}\n\
              \x20 tick write latency p50 {} µs, p99 {} µs, max {} µs{lag}",
             self.lines_read,
             self.accepted,
@@ -293,6 +358,7 @@ impl Summary {
             self.wall_s,
             self.events_per_s,
             self.peak_rss_bytes as f64 / (1 << 20) as f64,
+            if self.processes > 1 { format!(" (over {} processes)", self.processes) } else { String::new() },
             self.write_p50_us,
             self.write_p99_us,
             self.write_max_us,

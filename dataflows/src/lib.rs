@@ -4,9 +4,10 @@
 //! scope. Its input is the reader's stream of [`Ingest`] records: valid,
 //! non-late events and output-tick markers (the reader owns validation and
 //! the watermark, see [`clock`] and [`event`]). Its output is a stream of
-//! [`Change`]s on worker 0, each tagged with the output tick it belongs to;
-//! a sink writes a tick's changes once its frontier has passed the tick, then
-//! the `as_of` marker.
+//! [`Change`]s, each tagged with the output tick it belongs to, all on
+//! worker 0 or each on the worker that made it ([`Routing`]); a sink writes a
+//! tick's changes once its frontier has passed the tick, then the `as_of`
+//! marker.
 //!
 //! ```text
 //! ingest ─exchange(user)─> UserFeatures ──features─────────────────────────┐
@@ -34,7 +35,7 @@ pub use params::Params;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Concatenate;
+use timely::dataflow::operators::core::{Concatenate, Exchange as _};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Filter, Map, Partition};
 use timely::dataflow::StreamVec;
@@ -56,8 +57,18 @@ pub struct Counters {
     pub sessions: AtomicI64,
 }
 
-/// Builds the dataflow; returns every store change, on worker 0.
-pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: Arc<Counters>) -> StreamVec<'s, u64, Change> {
+/// Where the store changes end up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Every change on worker 0 (one store writer), with each tick's marker.
+    ToWorkerZero,
+    /// Each change on the worker that made it (the worker owning the user,
+    /// the entity, or the trending lists); every worker gets every tick's marker.
+    Local,
+}
+
+/// Builds the dataflow; returns the store changes, routed as asked.
+pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: Arc<Counters>, routing: Routing) -> StreamVec<'s, u64, Change> {
     let scope = ingest.scope();
     let peers = scope.peers() as u32;
     let users = user_features::user_features(ingest, params, counters);
@@ -79,7 +90,11 @@ pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: 
         _ => None,
     });
     let widths = trends::trend_width(site, params, peers);
-    let ticks = widths.clone().filter(|w| w.worker == 0).map(|w| Change::Tick(w.at));
+    let ticks = match routing {
+        Routing::ToWorkerZero => widths.clone().filter(|w| w.worker == 0).map(|w| Change::Tick(w.at)),
+        // trend_width emits every worker's copy on one worker: send each home.
+        Routing::Local => widths.clone().exchange(|w| u64::from(w.worker)).map(|w| Change::Tick(w.at)),
+    };
     let trend_out = trends::trends(contributions, widths, params);
     let mut tparts = trend_out.partition(2, |o| match o {
         TrendOut::Change(_) => (0, o),
@@ -94,13 +109,15 @@ pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: 
         _ => None,
     });
     let trending = trending::trending(lists, params.trending_k).map(Change::Trending);
-    scope
-        .concatenate([features, changes, trending, ticks])
-        .unary(Exchange::new(|_: &Change| 0), "ToSink", |_cap, _info| {
+    let all = scope.concatenate([features, changes, trending, ticks]);
+    match routing {
+        Routing::Local => all,
+        Routing::ToWorkerZero => all.unary(Exchange::new(|_: &Change| 0), "ToSink", |_cap, _info| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     output.session(&cap).give_container(data);
                 })
             }
-        })
+        }),
+    }
 }

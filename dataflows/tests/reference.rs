@@ -14,7 +14,7 @@ use clickflow_dataflows::clock::{Admit, Readers};
 use clickflow_dataflows::event::{decode_line, is_blank, UaPatterns};
 use clickflow_dataflows::messages::TrendValues;
 use clickflow_dataflows::params::{Params, Window};
-use clickflow_dataflows::{build, Change, Counters, Ingest};
+use clickflow_dataflows::{build, Change, Counters, Ingest, Routing};
 use oracle::{Snapshot, TrendRow};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,7 @@ fn stream(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
 }
 
 /// Runs the dataflow; returns every change, in arrival order, grouped by tick.
-fn run_dataflow(lines: Vec<Vec<u8>>, params: Params, workers: usize, batch: usize) -> BTreeMap<u64, Vec<Change>> {
+fn run_dataflow(lines: Vec<Vec<u8>>, params: Params, workers: usize, batch: usize, routing: Routing) -> BTreeMap<u64, Vec<Change>> {
     let captured: Arc<Mutex<Vec<Change>>> = Arc::new(Mutex::new(Vec::new()));
     let lines = Arc::new(lines);
     let sink = captured.clone();
@@ -125,7 +125,7 @@ fn run_dataflow(lines: Vec<Vec<u8>>, params: Params, workers: usize, batch: usiz
         let sink = sink.clone();
         let params = params.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            let changes = build(input.to_stream(scope), &params, Arc::new(Counters::default()));
+            let changes = build(input.to_stream(scope), &params, Arc::new(Counters::default()), routing);
             changes.inspect(move |c| sink.lock().unwrap().push(c.clone()));
         });
         if worker.index() != 0 {
@@ -217,7 +217,9 @@ fn check_seed(seed: u64) -> Vec<String> {
     let workers = 1 + (seed % 3) as usize;
     let batch = 20 + rng.below(200) as usize;
     let admitted = oracle::admit(&lines, &params);
-    let by_tick = run_dataflow(lines, params.clone(), workers, batch);
+    // Changes all on worker 0 (the SQLite sink), or each where it was made (Redis).
+    let routing = if seed % 2 == 0 { Routing::ToWorkerZero } else { Routing::Local };
+    let by_tick = run_dataflow(lines, params.clone(), workers, batch, routing);
     let mut store = Snapshot::default();
     let mut errors = Vec::new();
     let ticks: Vec<u64> = by_tick.keys().copied().collect();
@@ -228,7 +230,7 @@ fn check_seed(seed: u64) -> Vec<String> {
         want.bots.clear();
         let problems = oracle::compare_snapshots(&want, &store);
         if !problems.is_empty() {
-            errors.push(format!("seed {seed} ({workers} workers, tick {} ms, batch {batch}) as of {at}:", params.tick_ms));
+            errors.push(format!("seed {seed} ({workers} workers, {routing:?}, tick {} ms, batch {batch}) as of {at}:", params.tick_ms));
             errors.extend(problems.into_iter().take(12).map(|p| format!("    {p}")));
             break;
         }

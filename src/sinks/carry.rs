@@ -15,7 +15,7 @@
 //! Memory: one entry per key changed during the skipped ticks, dropped once
 //! written.
 
-use super::Store;
+use super::TrendLookup;
 use anyhow::Result;
 use clickflow_dataflows::messages::{EntityKind, FeatureChange, TrendChange, TrendingChange};
 use clickflow_dataflows::Change;
@@ -50,7 +50,7 @@ impl Carry {
 
     /// The changes to write at tick `at`: the carried ones, then `changes`
     /// (which win for the same key); every trend change against the store.
-    pub fn merge(mut self, at: u64, changes: Vec<Change>, store: &mut dyn Store) -> Result<Vec<Change>> {
+    pub fn merge(mut self, at: u64, changes: Vec<Change>, store: &mut dyn TrendLookup) -> Result<Vec<Change>> {
         let mut out = Vec::with_capacity(changes.len() + self.users.len() + self.lists.len());
         for c in changes {
             match c {
@@ -98,16 +98,7 @@ mod tests {
     /// A store that only answers trend reads.
     struct Trends(HashMap<(EntityKind, String), TrendValues>);
 
-    impl Store for Trends {
-        fn as_of(&self) -> Option<u64> {
-            Some(10)
-        }
-        fn write_tick(&mut self, _at: u64, _changes: &[Change]) -> Result<()> {
-            Ok(())
-        }
-        fn trend_records(&mut self) -> Result<u64> {
-            Ok(self.0.len() as u64)
-        }
+    impl TrendLookup for Trends {
         fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>> {
             Ok(keys.iter().map(|(k, id)| self.0.get(&(*k, id.to_string())).copied()).collect())
         }

@@ -1,6 +1,12 @@
 //! Where results go: the online store, trend deltas, dead letters.
 //!
-//! The store sink runs on worker 0, where the dataflow routes every
+//! Two ways to write the store. SQLite (one file, one writer) is written by
+//! worker 0 alone, each tick in one transaction, as below. Redis is written
+//! from every worker, with the `as_of` marker set by worker 0 once all have
+//! written a tick ([`distributed`]). Dead letters are written by every worker
+//! that reads input.
+//!
+//! The SQLite store sink runs on worker 0, where the dataflow routes every
 //! [`Change`]. It stashes changes by output tick and, once its input frontier
 //! has passed a tick (every worker is done with it), hands the tick to the
 //! writer thread, which writes the tick's trend deltas, then its rows and the
@@ -9,6 +15,7 @@
 //! skipped: a restart never moves a record back in time.
 
 pub mod carry;
+pub mod distributed;
 pub mod jsonl;
 pub mod redis;
 pub mod sqlite;
@@ -65,16 +72,21 @@ pub trait TrendDeltas: Send {
     fn flush(&mut self) -> Result<()>;
 }
 
-/// An online store.
-pub trait Store: Send {
+/// Reads stored trend records (the `prev` of the first deltas after a resume).
+pub trait TrendLookup {
+    /// The stored values of these trend records (`None`: no record).
+    fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>>;
+}
+
+/// An online store written by worker 0 alone (SQLite: one file, one
+/// writer), each tick in one transaction.
+pub trait Store: TrendLookup + Send {
     /// The tick the store is as of.
     fn as_of(&self) -> Option<u64>;
     /// Writes one closed tick's changes, then sets `as_of = at`.
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()>;
     /// How many trend records the store holds.
     fn trend_records(&mut self) -> Result<u64>;
-    /// The stored values of these trend records (`None`: no record).
-    fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>>;
 }
 
 /// Commits input offsets once the store holds the ticks they fed.

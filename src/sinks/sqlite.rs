@@ -5,7 +5,7 @@
 //! all. A tick at or below the stored `as_of` is not written again, so a
 //! re-run over input the store already reflects changes nothing.
 
-use super::Store;
+use super::{Store, TrendLookup};
 use anyhow::{Context, Result};
 use clickflow_dataflows::messages::{EntityKind, TrendValues};
 use clickflow_dataflows::Change;
@@ -48,16 +48,7 @@ pub fn read_as_of(conn: &Connection) -> rusqlite::Result<Option<u64>> {
     Ok(v.and_then(|v| v.parse().ok()))
 }
 
-impl Store for SqliteStore {
-    fn as_of(&self) -> Option<u64> {
-        self.as_of
-    }
-
-    fn trend_records(&mut self) -> Result<u64> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).with_context(|| format!("cannot count trends in {}", self.path.display()))?;
-        Ok(n as u64)
-    }
-
+impl TrendLookup for SqliteStore {
     fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>> {
         let mut stmt = self
             .conn
@@ -72,6 +63,17 @@ impl Store for SqliteStore {
                 .with_context(|| format!("cannot read trends from {}", self.path.display()))
             })
             .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn as_of(&self) -> Option<u64> {
+        self.as_of
+    }
+
+    fn trend_records(&mut self) -> Result<u64> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM trends", [], |r| r.get(0)).with_context(|| format!("cannot count trends in {}", self.path.display()))?;
+        Ok(n as u64)
     }
 
     fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {

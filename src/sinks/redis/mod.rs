@@ -7,49 +7,38 @@
 //! * `cf:trending:<list>`: sorted set, member = entity id, score = trend score;
 //! * `cf:meta`: hash with `as_of`.
 //!
-//! Each closed tick is one `MULTI`/`EXEC` pipeline: the changed keys, then
-//! `cf:meta as_of`, so a reader sees a tick entirely or not at all. A user
-//! hash this process wrote before gets only its changed fields (`HSET`, and
-//! `HDEL` of features that became null), diffed against the mirror below; a
+//! Every worker writes its own records ([`RedisRows`]: the users, trend
+//! entities and trending lists it owns), one `MULTI`/`EXEC` per tick; worker
+//! 0 then sets `cf:meta as_of` ([`RedisMarker`]) once every worker has
+//! written the tick ([`crate::sinks::distributed`]). A user hash a worker
+//! wrote before gets only its changed fields (`HSET`, and `HDEL` of features
+//! that became null), diffed against the worker's mirror of what it wrote; a
 //! user hash it has not written yet is deleted and written whole, as is any
-//! trend hash (five fields) and trending list. Ticks at or below the stored `as_of` are
-//! skipped. If Redis goes away mid-run the writer blocks, logs, and retries
-//! with backoff (100 ms doubling to 5 s); after reconnecting, if the store's
-//! `as_of` is gone or behind (a Redis without persistence restarted), it
-//! first rewrites every row from its mirror of what it wrote, so nothing is
-//! lost. A tick whose `EXEC` committed but whose reply was lost is simply
-//! sent again (it rewrites the same keys). The mirror already holds the tick
-//! being retried, so a restore may briefly show rows newer than `as_of`:
-//! allowed, a reader of `as_of = A` sees records as of `A` or later. Redis
-//! unreachable at start is an error: a wrong URL should not hang.
+//! trend hash (five fields) and trending list.
+//!
+//! **Redis restarting.** Each tick's `MULTI` also reads the server's
+//! `run_id`, which changes when Redis restarts. A worker that finds a new
+//! `run_id` (the server may have lost its data) first rewrites everything in
+//! its mirror, then reports the tick as written on that server; worker 0
+//! sets `as_of` only on the server every worker reported, so a reader never
+//! sees an `as_of` whose records are missing. Unreachable: writers block,
+//! log, and retry with backoff (100 ms doubling to 5 s). Unreachable at
+//! start is an error: a wrong URL should not hang.
 
 pub mod config;
+pub mod fields;
 
-use super::Store;
+use super::distributed::{Marker, Rows};
+use super::TrendLookup;
 use anyhow::{Context, Result};
 use clickflow_dataflows::messages::{EntityKind, TrendValues};
 use clickflow_dataflows::Change;
 pub use config::RedisConfig;
+pub use fields::user_fields;
+use fields::object_fields;
 use redis::{Connection, Pipeline};
 use std::collections::HashMap;
 use std::time::Duration;
-
-/// An open Redis store.
-pub struct RedisStore {
-    client: redis::Client,
-    conn: Option<Connection>,
-    url: String,
-    prefix: String,
-    as_of: Option<u64>,
-    /// Everything written, to restore a store that lost its data.
-    users: HashMap<String, String>,
-    trends: HashMap<(String, String), TrendValues>,
-    lists: HashMap<String, Vec<(String, f64)>>,
-}
-
-fn connect(client: &redis::Client) -> redis::RedisResult<Connection> {
-    client.get_connection_with_timeout(Duration::from_secs(5))
-}
 
 /// `cf:meta as_of`, if set.
 pub fn read_as_of(conn: &mut Connection, prefix: &str) -> redis::RedisResult<Option<u64>> {
@@ -57,131 +46,89 @@ pub fn read_as_of(conn: &mut Connection, prefix: &str) -> redis::RedisResult<Opt
     Ok(v.and_then(|v| v.parse().ok()))
 }
 
-/// Skips the JSON string starting at `b[i] == b'"'`; the index after it.
-fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
+/// The `run_id` line of `INFO server`: it changes whenever the server restarts.
+fn run_id(info: &str) -> String {
+    info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap_or("").trim().to_owned()
 }
 
-/// Skips the JSON value starting at `b[i]`; the index after it.
-fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => skip_string(b, i),
-        b'[' | b'{' => {
-            let mut depth = 0usize;
-            while i < b.len() {
-                match b[i] {
-                    b'"' => {
-                        i = skip_string(b, i)?;
-                        continue;
-                    }
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            None
-        }
-        _ => {
-            let start = i;
-            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                i += 1;
-            }
-            (i > start).then_some(i)
-        }
-    }
+/// A connection that comes back: every operation is retried, with backoff
+/// and a log line, while the server is unreachable.
+struct Link {
+    client: redis::Client,
+    conn: Option<Connection>,
+    url: String,
 }
 
-/// The top-level `(key, raw JSON value)` pairs of a JSON object, without
-/// building a tree (feature records are flat objects the user stage wrote).
-fn object_fields(s: &str) -> Option<Vec<(&str, &str)>> {
-    let b = s.as_bytes();
-    let ws = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    let mut i = ws(0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = ws(i + 1);
-    let mut out = Vec::with_capacity(64);
-    if b.get(i) == Some(&b'}') {
-        return Some(out);
-    }
-    loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let end = skip_string(b, i)?;
-        let key = &s[i + 1..end - 1];
-        if key.contains('\\') {
-            return None;
-        }
-        i = ws(end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = ws(i + 1);
-        let value_end = skip_value(b, i)?;
-        out.push((key, &s[i..value_end]));
-        i = ws(value_end);
-        match b.get(i) {
-            Some(b',') => i = ws(i + 1),
-            Some(b'}') => return Some(out),
-            _ => return None,
-        }
-    }
-}
-
-/// The hash fields of a user's feature record: every non-null feature, as
-/// its JSON text (numbers, and arrays and objects as JSON strings), plus
-/// `as_of`.
-pub fn user_fields(features: &str, at: u64) -> Result<Vec<(String, String)>> {
-    let pairs = object_fields(features).context("a feature record is not a JSON object")?;
-    let mut fields = Vec::with_capacity(pairs.len() + 1);
-    fields.push(("as_of".to_string(), at.to_string()));
-    for (k, v) in pairs {
-        match v {
-            "null" => {}
-            v if v.starts_with('"') => fields.push((k.to_owned(), serde_json::from_str::<String>(v).context("a feature record has a bad string")?)),
-            v => fields.push((k.to_owned(), v.to_owned())),
-        }
-    }
-    Ok(fields)
-}
-
-impl RedisStore {
-    /// Connects; an unreachable server is an error naming the URL.
-    pub fn open(config: &RedisConfig) -> Result<RedisStore> {
+impl Link {
+    fn open(config: &RedisConfig) -> Result<(Link, Option<u64>)> {
         let hint = || format!("cannot reach Redis at {} (is it running? `scripts/services.sh start` starts one for tests)", config.url);
         let client = redis::Client::open(config.url.as_str()).with_context(|| format!("config `redis.url`: {:?} is not a Redis URL", config.url))?;
-        let mut conn = connect(&client).with_context(hint)?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(5)).with_context(hint)?;
         let as_of = read_as_of(&mut conn, &config.prefix).with_context(hint)?;
-        Ok(RedisStore {
-            client,
-            conn: Some(conn),
-            url: config.url.clone(),
+        Ok((Link { client, conn: Some(conn), url: config.url.clone() }, as_of))
+    }
+
+    /// Runs `op` until it succeeds; an error the server answers (not a lost
+    /// connection) fails at once.
+    fn retry<T>(&mut self, mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.conn.is_none() {
+                match self.client.get_connection_with_timeout(Duration::from_secs(5)) {
+                    Ok(c) => {
+                        eprintln!("clickflow: reconnected to Redis at {}", self.url);
+                        self.conn = Some(c);
+                    }
+                    Err(e) => {
+                        eprintln!("clickflow: Redis at {} unreachable ({e}); retrying in {} ms", self.url, backoff.as_millis());
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let Some(conn) = self.conn.as_mut() else { continue };
+            match op(conn) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() => {
+                    eprintln!("clickflow: Redis at {} unreachable ({e}); retrying in {} ms", self.url, backoff.as_millis());
+                    self.conn = None;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e).with_context(|| format!("Redis at {} rejected a command", self.url)),
+            }
+        }
+    }
+}
+
+/// One worker's records in Redis.
+pub struct RedisRows {
+    link: Link,
+    prefix: String,
+    as_of: Option<u64>,
+    /// The `run_id` of the server that holds what this worker wrote.
+    server: Option<String>,
+    /// Everything this worker wrote, to restore a server that lost its data.
+    users: HashMap<String, String>,
+    trends: HashMap<(String, String), TrendValues>,
+    lists: HashMap<String, Vec<(String, f64)>>,
+    last: u64,
+}
+
+impl RedisRows {
+    /// Connects; an unreachable server is an error naming the URL.
+    pub fn open(config: &RedisConfig) -> Result<RedisRows> {
+        let (link, as_of) = Link::open(config)?;
+        Ok(RedisRows {
+            link,
             prefix: config.prefix.clone(),
             as_of,
+            server: None,
             users: HashMap::new(),
             trends: HashMap::new(),
             lists: HashMap::new(),
+            last: 0,
         })
     }
 
@@ -205,7 +152,7 @@ impl RedisStore {
     }
 
     /// Writes only what changed from the record `before` (as written by this
-    /// process): records of one run list the same features in the same order.
+    /// worker): records of one run list the same features in the same order.
     fn update_user(&self, pipe: &mut Pipeline, id: &str, before: &str, features: &str, at: u64) -> Result<()> {
         let (Some(old), Some(new)) = (object_fields(before), object_fields(features)) else {
             return self.put_user(pipe, id, features, at);
@@ -214,8 +161,7 @@ impl RedisStore {
             return self.put_user(pipe, id, features, at);
         }
         let key = self.user_key(id);
-        let at = at.to_string();
-        let mut set: Vec<(&str, String)> = vec![("as_of", at)];
+        let mut set: Vec<(&str, String)> = vec![("as_of", at.to_string())];
         let mut gone: Vec<&str> = Vec::new();
         for ((k, was), (_, now)) in old.iter().zip(&new) {
             if was == now {
@@ -236,7 +182,6 @@ impl RedisStore {
 
     fn put_trend(&self, pipe: &mut Pipeline, kind: &str, id: &str, v: &TrendValues, at: u64) {
         // Every field is always present: HSET overwrites them all.
-        let key = self.trend_key(kind, id);
         let fields = [
             ("window_ms", v.window_ms.to_string()),
             ("count", v.count.to_string()),
@@ -244,7 +189,7 @@ impl RedisStore {
             ("score", serde_json::Value::from(v.score).to_string()),
             ("as_of", at.to_string()),
         ];
-        pipe.hset_multiple(&key, &fields).ignore();
+        pipe.hset_multiple(self.trend_key(kind, id), &fields).ignore();
     }
 
     fn put_list(&self, pipe: &mut Pipeline, list: &str, entries: &[(String, f64)]) {
@@ -255,10 +200,11 @@ impl RedisStore {
         }
     }
 
-    /// The pipeline of one tick, updating the mirror.
+    /// One `MULTI` reading the server's identity, then this tick's writes; updates the mirror.
     fn tick_pipeline(&mut self, at: u64, changes: &[Change]) -> Result<Pipeline> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.cmd("INFO").arg("server");
         for change in changes {
             match change {
                 Change::User(u) => match &u.features {
@@ -299,14 +245,14 @@ impl RedisStore {
                 Change::Tick(_) => {}
             }
         }
-        pipe.hset(format!("{}meta", self.prefix), "as_of", at.to_string()).ignore();
         Ok(pipe)
     }
 
-    /// The pipeline that rewrites the whole mirror, as of `at`.
+    /// One `MULTI` rewriting the whole mirror (rows as of `at`), reading the server's identity.
     fn restore_pipeline(&self, at: u64) -> Result<Pipeline> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.cmd("INFO").arg("server");
         for (id, f) in &self.users {
             self.put_user(&mut pipe, id, f, at)?;
         }
@@ -316,67 +262,17 @@ impl RedisStore {
         for (list, entries) in &self.lists {
             self.put_list(&mut pipe, list, entries);
         }
-        pipe.hset(format!("{}meta", self.prefix), "as_of", at.to_string()).ignore();
         Ok(pipe)
-    }
-
-    /// Runs `pipe`, reconnecting with backoff until it succeeds.
-    fn run_with_retry(&mut self, pipe: &Pipeline, written_as_of: Option<u64>) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let attempt: redis::RedisResult<()> = match self.conn.as_mut() {
-                Some(conn) => pipe.query(conn),
-                None => Err(redis::RedisError::from(std::io::Error::other("not connected"))),
-            };
-            match attempt {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || self.conn.is_none() => {
-                    eprintln!("clickflow: Redis at {} unreachable ({e}); retrying in {} ms", self.url, backoff.as_millis());
-                    self.conn = None;
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if let Ok(mut conn) = connect(&self.client) {
-                        eprintln!("clickflow: reconnected to Redis at {}", self.url);
-                        // A server without persistence may have restarted empty: restore first.
-                        let stored = read_as_of(&mut conn, &self.prefix).ok().flatten();
-                        self.conn = Some(conn);
-                        if let Some(written) = written_as_of {
-                            if stored.is_none_or(|s| s < written) {
-                                eprintln!("clickflow: Redis lost its data (as_of {stored:?}, wrote {written}); restoring {} users, {} trends, {} lists", self.users.len(), self.trends.len(), self.lists.len());
-                                let restore = self.restore_pipeline(written)?;
-                                if let Some(conn) = self.conn.as_mut() {
-                                    if restore.query::<()>(conn).is_err() {
-                                        self.conn = None;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => return Err(e).with_context(|| format!("Redis at {} rejected a write", self.url)),
-            }
-        }
     }
 }
 
-impl Store for RedisStore {
-    fn as_of(&self) -> Option<u64> {
-        self.as_of
-    }
-
-    fn trend_records(&mut self) -> Result<u64> {
-        let conn = self.conn.as_mut().context("not connected to Redis")?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}trend:*", self.prefix)).query(conn).context("cannot count trends in Redis")?;
-        Ok(keys.len() as u64)
-    }
-
+impl TrendLookup for RedisRows {
     fn trends_of(&mut self, keys: &[(EntityKind, &str)]) -> Result<Vec<Option<TrendValues>>> {
         let mut pipe = redis::pipe();
         for (kind, id) in keys {
             pipe.hgetall(self.trend_key(kind.as_str(), id));
         }
-        let conn = self.conn.as_mut().context("not connected to Redis")?;
-        let hashes: Vec<HashMap<String, String>> = pipe.query(conn).with_context(|| format!("cannot read trends from Redis at {}", self.url))?;
+        let hashes: Vec<HashMap<String, String>> = self.link.retry(|conn| pipe.query(conn))?;
         Ok(hashes
             .into_iter()
             .map(|h| {
@@ -389,32 +285,78 @@ impl Store for RedisStore {
             })
             .collect())
     }
+}
 
-    fn write_tick(&mut self, at: u64, changes: &[Change]) -> Result<()> {
-        let written = self.as_of;
+impl Rows for RedisRows {
+    fn as_of(&self) -> Option<u64> {
+        self.as_of
+    }
+
+    fn write_rows(&mut self, at: u64, changes: &[Change]) -> Result<String> {
         let pipe = self.tick_pipeline(at, changes)?;
-        self.run_with_retry(&pipe, written)?;
-        self.as_of = Some(at);
-        Ok(())
+        self.last = at;
+        let (info,): (String,) = self.link.retry(|conn| pipe.query(conn))?;
+        let mut server = run_id(&info);
+        while self.server.as_ref().is_some_and(|s| *s != server) {
+            // A new server instance: it may have lost what this worker wrote.
+            eprintln!(
+                "clickflow: Redis at {} restarted (run_id {server}); rewriting {} users, {} trends, {} lists",
+                self.link.url,
+                self.users.len(),
+                self.trends.len(),
+                self.lists.len()
+            );
+            let restore = self.restore_pipeline(self.last)?;
+            let (info,): (String,) = self.link.retry(|conn| restore.query(conn))?;
+            self.server = Some(server.clone());
+            server = run_id(&info);
+        }
+        self.server = Some(server.clone());
+        Ok(server)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `cf:meta as_of`, set by worker 0.
+pub struct RedisMarker {
+    link: Link,
+    prefix: String,
+    as_of: Option<u64>,
+}
 
-    #[test]
-    fn user_fields_flatten_the_record() {
-        let f = user_fields(r#"{"views_1d":3, "spend_1d": 10.5,"hour_hist_1d":[1,2],"browse_devices_1d":{"m":1,"a\"}]{":2},"last_purchase_ts":null}"#, 7).unwrap();
-        let map: HashMap<String, String> = f.into_iter().collect();
-        assert_eq!(map["views_1d"], "3");
-        assert_eq!(map["spend_1d"], "10.5");
-        assert_eq!(map["hour_hist_1d"], "[1,2]");
-        assert_eq!(map["browse_devices_1d"], r#"{"m":1,"a\"}]{":2}"#, "brackets and quotes inside device names");
-        assert_eq!(map["as_of"], "7");
-        assert!(!map.contains_key("last_purchase_ts"), "null features are absent");
-        assert_eq!(map.len(), 5);
-        assert!(user_fields("[1]", 7).is_err());
-        assert!(user_fields(r#"{"a":1"#, 7).is_err(), "truncated");
+impl RedisMarker {
+    /// Connects; an unreachable server is an error naming the URL.
+    pub fn open(config: &RedisConfig) -> Result<RedisMarker> {
+        let (link, as_of) = Link::open(config)?;
+        Ok(RedisMarker { link, prefix: config.prefix.clone(), as_of })
+    }
+}
+
+impl Marker for RedisMarker {
+    fn as_of(&self) -> Option<u64> {
+        self.as_of
+    }
+
+    fn set_as_of(&mut self, at: u64, server: &str) -> Result<bool> {
+        let key = format!("{}meta", self.prefix);
+        // The check and the write run on one connection: a restart in between
+        // drops it, and the retry finds the new server.
+        let set = self.link.retry(|conn| {
+            let info: String = redis::cmd("INFO").arg("server").query(conn)?;
+            if run_id(&info) != server {
+                return Ok(false);
+            }
+            redis::cmd("HSET").arg(&key).arg("as_of").arg(at.to_string()).query::<()>(conn)?;
+            Ok(true)
+        })?;
+        if set {
+            self.as_of = Some(at);
+        }
+        Ok(set)
+    }
+
+    fn trend_records(&mut self) -> Result<u64> {
+        let pattern = format!("{}trend:*", self.prefix);
+        let keys: Vec<String> = self.link.retry(|conn| redis::cmd("KEYS").arg(&pattern).query(conn))?;
+        Ok(keys.len() as u64)
     }
 }

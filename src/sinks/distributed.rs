@@ -1,0 +1,309 @@
+//! Sinks written from every worker (the Redis store): each worker writes the
+//! records it owns, and worker 0 sets the `as_of` marker once every worker
+//! of every process has written the tick.
+//!
+//! * [`rows_sink`], on every worker: stashes the worker's changes by tick
+//!   (every worker gets every tick's marker, so it knows each tick even when
+//!   it has nothing to write) and, once its frontier passes a tick, hands the
+//!   tick to its writer thread, holding a capability for it. The writer
+//!   writes the rows ([`Rows`]; ticks the store already holds are carried, see
+//!   [`super::carry`]) and answers with a [`Written`]: the identity of the
+//!   server that holds them and the tick's trend deltas. Only then is the
+//!   capability released, with the `Written` sent to worker 0.
+//! * [`marker_sink`], on worker 0: once its frontier passes a tick, every
+//!   worker has answered for it. Its thread writes the tick's trend deltas
+//!   (in key order), sets `as_of` if every worker wrote on the same server
+//!   instance ([`Marker`]: a server that restarted in between gets no marker
+//!   for that tick), then commits the offsets the tick reflects.
+//!
+//! A writer that fails records the run's error and releases its ticks; the
+//! marker then finds the tick incomplete and stops, so the run ends with the
+//! error instead of hanging.
+
+use super::carry::Carry;
+use super::{Committer, TrendDeltas, TrendLookup};
+use crate::metrics::{record_error, FirstError, Metrics};
+use anyhow::{anyhow, Result};
+use clickflow_dataflows::messages::{OffsetReport, TrendChange};
+use clickflow_dataflows::Change;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::dataflow::operators::Capability;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+
+/// One worker's part of the store.
+pub trait Rows: TrendLookup + Send {
+    /// The store's `as_of` when it was opened (ticks at or below are held).
+    fn as_of(&self) -> Option<u64>;
+    /// Writes this worker's changes of tick `at`; returns the identity of
+    /// the server instance that now holds everything this worker wrote.
+    fn write_rows(&mut self, at: u64, changes: &[Change]) -> Result<String>;
+}
+
+/// The store's `as_of` marker, set by worker 0.
+pub trait Marker: Send {
+    /// The store's `as_of`.
+    fn as_of(&self) -> Option<u64>;
+    /// Sets `as_of = at` if the server is still the instance `server`;
+    /// false (nothing set) if it is not.
+    fn set_as_of(&mut self, at: u64, server: &str) -> Result<bool>;
+    /// How many trend records the store holds.
+    fn trend_records(&mut self) -> Result<u64>;
+}
+
+/// A worker's answer for one tick.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Written {
+    /// The tick.
+    pub at: u64,
+    /// The server instance holding the worker's rows (`None`: the store held the tick already).
+    pub server: Option<String>,
+    /// The trend deltas of the worker's entities at this tick.
+    pub deltas: Vec<TrendChange>,
+    /// When the worker's sink saw the tick close (ms since the epoch).
+    pub closed_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+struct RowsTick {
+    at: u64,
+    changes: Vec<Change>,
+    closed_ms: u64,
+}
+
+fn spawn_rows_writer(mut rows: Box<dyn Rows>, wake: timely::scheduling::SyncActivator, error: FirstError) -> std::io::Result<(SyncSender<RowsTick>, Receiver<Written>)> {
+    let (tx, rx) = sync_channel::<RowsTick>(2);
+    let (done_tx, done) = channel::<Written>();
+    std::thread::Builder::new().name("clickflow:rows".into()).spawn(move || {
+        let mut carry = rows.as_of().map(|_| Carry::default());
+        let held = rows.as_of();
+        for mut tick in rx {
+            let written = if held.is_some_and(|a| a >= tick.at) {
+                if let Some(c) = carry.as_mut() {
+                    c.absorb(std::mem::take(&mut tick.changes));
+                }
+                Ok(Written { at: tick.at, server: None, deltas: Vec::new(), closed_ms: tick.closed_ms })
+            } else {
+                let merged = match carry.take() {
+                    Some(c) => c.merge(tick.at, std::mem::take(&mut tick.changes), rows.as_mut()),
+                    None => Ok(std::mem::take(&mut tick.changes)),
+                };
+                merged.and_then(|changes| {
+                    let deltas = changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Trend(t) => Some(t.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let server = rows.write_rows(tick.at, &changes)?;
+                    Ok(Written { at: tick.at, server: Some(server), deltas, closed_ms: tick.closed_ms })
+                })
+            };
+            match written {
+                Ok(w) => {
+                    if done_tx.send(w).is_err() {
+                        return;
+                    }
+                    let _ = wake.activate();
+                }
+                Err(e) => {
+                    record_error(&error, e);
+                    let _ = wake.activate();
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok((tx, done))
+}
+
+/// Every worker's store sink; its output goes to worker 0's [`marker_sink`].
+pub fn rows_sink<'s>(changes: StreamVec<'s, u64, Change>, rows: Box<dyn Rows>, error: FirstError) -> StreamVec<'s, u64, Written> {
+    let scope = changes.scope();
+    changes.unary_frontier(Pipeline, "RowsSink", move |_cap, info| {
+        let wake = scope.worker().sync_activator_for(info.address.to_vec());
+        let (mut tx, done) = match spawn_rows_writer(rows, wake, error.clone()) {
+            Ok((tx, done)) => (Some(tx), Some(done)),
+            Err(e) => {
+                record_error(&error, anyhow!(e).context("cannot start a store writer thread"));
+                (None, None)
+            }
+        };
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Change>)> = BTreeMap::new();
+        let mut in_flight: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                for c in data.drain(..) {
+                    let at = c.at();
+                    stash.entry(at).or_insert_with(|| (cap.delayed(&at, 0), Vec::new())).1.push(c);
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (at, (cap, changes)) = entry.remove_entry();
+                if tx.as_ref().is_some_and(|t| t.send(RowsTick { at, changes, closed_ms: now_ms() }).is_ok()) {
+                    in_flight.insert(at, cap);
+                } else {
+                    tx = None;
+                }
+            }
+            let mut writer_gone = tx.is_none();
+            if let Some(d) = done.as_ref() {
+                loop {
+                    match d.try_recv() {
+                        Ok(w) => {
+                            if let Some(cap) = in_flight.remove(&w.at) {
+                                output.session(&cap).give(w);
+                            }
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            writer_gone = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if writer_gone {
+                // The error is recorded; release the ticks so that the run ends.
+                tx = None;
+                in_flight.clear();
+                stash.clear();
+            }
+        }
+    })
+}
+
+/// What worker 0's marker needs.
+pub struct MarkerParts {
+    /// The `as_of` marker.
+    pub marker: Box<dyn Marker>,
+    /// Trend deltas.
+    pub deltas: Box<dyn TrendDeltas>,
+    /// Input offsets, for partitioned sources.
+    pub committer: Option<Box<dyn Committer>>,
+}
+
+/// The marker thread: it returns the marker when the run is over.
+pub type MarkerThread = JoinHandle<Box<dyn Marker>>;
+
+struct MarkerTick {
+    at: u64,
+    written: Vec<Written>,
+    offsets: Vec<(i32, i64)>,
+}
+
+/// The marker thread; returns the marker when the run is over.
+fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, error: FirstError) -> std::io::Result<(SyncSender<MarkerTick>, MarkerThread)> {
+    let (tx, rx) = sync_channel::<MarkerTick>(2);
+    let handle = std::thread::Builder::new().name("clickflow:marker".into()).spawn(move || {
+        let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+        for mut tick in rx {
+            if let Err(e) = marker_tick(&mut parts, &mut tick, peers, &metrics, &mut committed) {
+                record_error(&error, e);
+                break;
+            }
+        }
+        parts.marker
+    })?;
+    Ok((tx, handle))
+}
+
+fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, metrics: &Metrics, committed: &mut BTreeMap<i32, i64>) -> Result<()> {
+    let at = tick.at;
+    let mut holds = true;
+    if !tick.written.is_empty() {
+        if tick.written.len() < peers {
+            return Err(anyhow!("only {} of {peers} workers wrote tick {at} (a store writer failed)", tick.written.len()));
+        }
+        let servers: Vec<&str> = tick.written.iter().filter_map(|w| w.server.as_deref()).collect();
+        if !servers.is_empty() {
+            let mut deltas: Vec<&TrendChange> = tick.written.iter().flat_map(|w| &w.deltas).collect();
+            deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+            parts.deltas.write(&deltas)?;
+            parts.deltas.flush()?;
+            let same = servers.len() == peers && servers.iter().all(|s| *s == servers[0]);
+            holds = same && parts.marker.set_as_of(at, servers[0])?;
+            if holds {
+                let closed = tick.written.iter().map(|w| w.closed_ms).min().unwrap_or(0);
+                metrics.record_tick(at, Duration::from_millis(now_ms().saturating_sub(closed)));
+            } else {
+                eprintln!("clickflow: the store restarted while tick {at} was written; its as_of waits for the next tick");
+            }
+        }
+    }
+    if let (true, Some(committer)) = (holds, parts.committer.as_mut()) {
+        let moved: Vec<(i32, i64)> = tick.offsets.iter().copied().filter(|(p, o)| committed.get(p).is_none_or(|c| o > c)).collect();
+        if !moved.is_empty() {
+            committer.commit(&moved)?;
+            committed.extend(moved);
+        }
+    }
+    tick.written.clear();
+    Ok(())
+}
+
+#[derive(Default)]
+struct Pending {
+    written: Vec<Written>,
+    offsets: Vec<(i32, i64)>,
+}
+
+/// Worker 0's marker (`parts` is `Some` there only); returns the marker
+/// thread, whose result is the marker at the end of the run.
+pub fn marker_sink<'s>(
+    written: StreamVec<'s, u64, Written>,
+    reports: StreamVec<'s, u64, OffsetReport>,
+    parts: Option<MarkerParts>,
+    metrics: Arc<Metrics>,
+    error: FirstError,
+) -> Option<MarkerThread> {
+    let peers = written.scope().peers();
+    let (mut tx, handle) = match parts.map(|p| spawn_marker(p, peers, metrics, error.clone())) {
+        Some(Ok((tx, handle))) => (Some(tx), Some(handle)),
+        Some(Err(e)) => {
+            record_error(&error, anyhow!(e).context("cannot start the marker thread"));
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let mut stash: BTreeMap<u64, Pending> = BTreeMap::new();
+    written.binary_frontier(reports, Exchange::new(|_: &Written| 0), Exchange::new(|_: &OffsetReport| 0), "MarkerSink", |_cap, _info| {
+        move |(written, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+            written.for_each(|_cap, data| {
+                for w in data.drain(..) {
+                    stash.entry(w.at).or_default().written.push(w);
+                }
+            });
+            reports.for_each(|_cap, data| {
+                for r in data.drain(..) {
+                    stash.entry(r.at).or_default().offsets.push((r.partition, r.offset));
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
+                    break;
+                }
+                let (at, Pending { written, offsets }) = entry.remove_entry();
+                if tx.as_ref().is_some_and(|t| t.send(MarkerTick { at, written, offsets }).is_err()) {
+                    // The marker stopped on an error; it is recorded for the run.
+                    tx = None;
+                }
+            }
+        }
+    });
+    handle
+}
