@@ -439,15 +439,26 @@ mod tests {
 
     #[test]
     fn every_shipped_config_parses() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                n += 1;
+        fn walk(dir: &Path, n: &mut usize) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, n);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                    if config.cluster.processes > 1 {
+                        // Relative hostfiles are relative to the repository, where clickflow runs.
+                        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+                        let hostfile = config.cluster.hostfile.as_ref().map(|h| root.join(h));
+                        config.cluster.resolve(None, None, hostfile, config.run.workers).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    }
+                    *n += 1;
+                }
             }
         }
-        assert!(n >= 1, "no configs in {}", dir.display());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        walk(&dir, &mut n);
+        assert!(n >= 4, "only {n} configs in {}", dir.display());
     }
 }

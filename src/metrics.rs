@@ -264,6 +264,8 @@ pub struct Summary {
     pub peak_rss_bytes: u64,
     /// Processes whose counts these are.
     pub processes: u64,
+    /// This process's index in its cluster, and the cluster's process count.
+    pub cluster: (usize, usize),
     /// p50 per-tick write latency, µs.
     pub write_p50_us: u64,
     /// p99 per-tick write latency, µs.
@@ -280,7 +282,7 @@ impl Summary {
     /// The summary at the end of a run: the counts of `stats` (this process,
     /// or the whole cluster on process 0), ticks and latencies of `m` (where
     /// the store was written); `live`: report freshness.
-    pub fn collect(stats: &ProcessStats, m: &Metrics, trend_records: u64, as_of: Option<u64>, live: bool) -> Summary {
+    pub fn collect(stats: &ProcessStats, m: &Metrics, trend_records: u64, as_of: Option<u64>, live: bool, cluster: (usize, usize)) -> Summary {
         let wall_s = m.elapsed();
         let (p50, p99, max) = m
             .write_latency
@@ -305,6 +307,7 @@ impl Summary {
             events_per_s: stats.lines_read as f64 / wall_s.max(1e-9),
             peak_rss_bytes: stats.peak_rss_bytes,
             processes: stats.processes,
+            cluster,
             write_p50_us: p50,
             write_p99_us: p99,
             write_max_us: max,
@@ -325,8 +328,13 @@ impl Summary {
             (Some(p50), Some(p99)) => format!("\n  as_of behind wall clock p50 {p50} ms, p99 {p99} ms"),
             _ => String::new(),
         };
+        let whose = match self.cluster {
+            (_, 1) => String::new(),
+            (0, n) => format!(": the cluster of {n} processes"),
+            (p, n) => format!(": process {p} of {n} only (process 0 reports the cluster; the store is written there)"),
+        };
         format!(
-            "clickflow run summary\n\
+            "clickflow run summary{whose}\n\
              \x20 lines read        {:>12}\n\
              \x20   accepted        {:>12}\n\
              \x20   invalid         {:>12}\n\

@@ -317,6 +317,9 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     })
     .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;
     joined.store(true, Ordering::Relaxed);
+    if cluster.processes > 1 {
+        eprintln!("clickflow: process {} of {} joined the cluster ({} workers each)", cluster.process, cluster.processes, cluster.workers);
+    }
     let results = guards.join();
     let marker = marker_handle.lock().unwrap_or_else(|p| p.into_inner()).take();
     progress.finish();
@@ -341,5 +344,5 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         0 => totals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         _ => ProcessStats::of(&metrics, &counters),
     };
-    Ok(Summary::collect(&stats, &metrics, trend_records, as_of, live))
+    Ok(Summary::collect(&stats, &metrics, trend_records, as_of, live, (cluster.process, cluster.processes)))
 }

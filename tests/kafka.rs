@@ -10,56 +10,15 @@
 mod common;
 
 use common::services::{
-    clear_redis, committed, connect_redis, dump_redis, expected_for_redis, high_watermarks, kafka_brokers, produce_raw, read_redis, read_topic, redis_url, topic_lines, unique, Msg, OwnRedis,
+    config_text, produce_case, write_config, Names,
+    clear_redis, committed, connect_redis, dump_redis, expected_for_redis, high_watermarks, kafka_brokers, produce_raw, read_redis, read_topic, redis_url, topic_lines, Msg, OwnRedis,
 };
 use common::{cases, check_dead_letters, check_summary, compare_trend_maps, compare_uncapped, dead_letter_counts_of, describe_output, parse_summary, replay_delta_lines, run_clickflow, Case, TempOut};
 use redis::Commands;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The topics, group and Redis prefix of one test run.
-struct Names {
-    topic: String,
-    deltas: String,
-    dead: String,
-    group: String,
-    prefix: String,
-}
-
-impl Names {
-    fn new(label: &str) -> Names {
-        let base = unique(&format!("cf-{label}"));
-        Names { topic: base.clone(), deltas: format!("{base}.deltas"), dead: format!("{base}.dead"), group: format!("{base}.group"), prefix: format!("{base}:") }
-    }
-}
-
-/// `base` (a case's config text) plus the Kafka / Redis sections for `names`.
-fn config_text(base: &str, names: &Names, redis: &str, input_extra: &str) -> String {
-    format!(
-        "{base}\n[input]\nkind = \"kafka\"\n{input_extra}\n\n[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\ntrend_deltas_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n\
-         [output]\ntrend_deltas = \"kafka\"\ndead_letters = \"kafka\"\n\n[store]\nkind = \"redis\"\n\n[redis]\nurl = \"{redis}\"\nprefix = \"{}\"\n",
-        kafka_brokers(),
-        names.topic,
-        names.group,
-        names.deltas,
-        names.dead,
-        names.prefix
-    )
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// `clickflow produce` of the case's events to a fresh topic.
-fn produce_case(case: &Case, cfg: &Path, partitions: i32) {
-    let o = run_clickflow(["produce", "--config", cfg.to_str().unwrap(), "--input", case.events.to_str().unwrap(), "--partitions", &partitions.to_string()]);
-    assert!(o.status.success(), "produce {}: {}", case.name, describe_output(&o, 2000));
-}
 
 fn run_until_end(cfg: &Path, out: &Path, workers: usize) -> Output {
     run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--until-end", "--out", out.to_str().unwrap(), "--workers", &workers.to_string(), "--quiet", "--json"])

@@ -7,9 +7,11 @@
 //! * Redis: [`redis_url`], [`connect_redis`], [`clear_redis`], [`read_redis`]
 //!   (the store as a [`StoreSnapshot`]), [`expected_for_redis`], [`dump_redis`];
 //! * Kafka: [`kafka_brokers`], [`unique`] names, [`read_topic`],
-//!   [`produce_raw`] of [`Msg`]s, [`committed`], [`high_watermarks`].
+//!   [`produce_raw`] of [`Msg`]s, [`committed`], [`high_watermarks`];
+//! * a run's Kafka and Redis names and config: [`Names`], [`config_text`],
+//!   [`write_config`], [`produce_case`].
 
-use super::{Case, StoreSnapshot, TrendRow};
+use super::{describe_output, run_clickflow, Case, StoreSnapshot, TrendRow};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -18,7 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::Commands;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn from_env_file(var: &str) -> Option<String> {
@@ -385,3 +387,56 @@ impl Drop for OwnRedis {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------
+// A run against both
+// ---------------------------------------------------------------------------
+
+/// The topics, group and Redis prefix of one test run.
+pub struct Names {
+    /// The event topic.
+    pub topic: String,
+    /// The trend-delta topic.
+    pub deltas: String,
+    /// The dead-letter topic.
+    pub dead: String,
+    /// The consumer group.
+    pub group: String,
+    /// The Redis key prefix.
+    pub prefix: String,
+}
+
+impl Names {
+    /// Fresh names for `label`.
+    pub fn new(label: &str) -> Names {
+        let base = unique(&format!("cf-{label}"));
+        Names { topic: base.clone(), deltas: format!("{base}.deltas"), dead: format!("{base}.dead"), group: format!("{base}.group"), prefix: format!("{base}:") }
+    }
+}
+
+/// `base` (a case's config text) plus the Kafka / Redis sections for `names`.
+pub fn config_text(base: &str, names: &Names, redis: &str, input_extra: &str) -> String {
+    format!(
+        "{base}\n[input]\nkind = \"kafka\"\n{input_extra}\n\n[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\ntrend_deltas_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n\
+         [output]\ntrend_deltas = \"kafka\"\ndead_letters = \"kafka\"\n\n[store]\nkind = \"redis\"\n\n[redis]\nurl = \"{redis}\"\nprefix = \"{}\"\n",
+        kafka_brokers(),
+        names.topic,
+        names.group,
+        names.deltas,
+        names.dead,
+        names.prefix
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `clickflow produce` of the case's events to a fresh topic with `partitions` partitions.
+pub fn produce_case(case: &Case, cfg: &Path, partitions: i32) {
+    let o = run_clickflow(["produce", "--config", cfg.to_str().unwrap(), "--input", case.events.to_str().unwrap(), "--partitions", &partitions.to_string()]);
+    assert!(o.status.success(), "produce {}: {}", case.name, describe_output(&o, 2000));
+}
+
