@@ -217,3 +217,34 @@ fn a_cluster_that_never_forms_is_an_error_not_a_hang() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("process index 2 is not below the 2 processes"), "{stderr}");
 }
+
+#[test]
+fn a_signal_to_one_process_stops_a_whole_live_cluster_cleanly() {
+    let redis = redis_url();
+    let dir = TempOut::new("cluster-live-stop");
+    let names = Names::new("cluster-live-stop");
+    let config = write_config(dir.path(), &(config_text("[clock]\nmode = \"wall\"\n", &names, &redis, "") + &cluster_section(2, 1)));
+    // Two partitions, one per process; a few events stamped with the wall clock.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let lines: Vec<String> = (0..40).map(|i| format!(r#"{{"ts": {}, "user_id": "u{}", "type": "view", "product_id": "p1"}}"#, now + i * 10, i % 7)).collect();
+    let messages: Vec<common::services::Msg<'_>> = lines.iter().enumerate().map(|(i, l)| common::services::Msg::value(l.as_bytes()).to(i as i32 % 2)).collect();
+    common::services::produce_raw(&common::services::kafka_brokers(), &names.topic, 2, &messages);
+    let state = dir.path().join("state");
+    let out = dir.path().join("out");
+    let start = cluster_sh("start", &config, &state, &["--out", out.to_str().unwrap(), "--quiet", "--json"]);
+    assert!(start.status.success(), "{}", describe_output(&start, 3000));
+    let mut conn = connect_redis(&redis);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redis::Commands::hget::<_, _, Option<u64>>(&mut conn, format!("{}meta", names.prefix), "as_of").unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no tick written: {}", log(&state, 0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM to process 1 only: process 0 hears of it and stops too.
+    let pid = std::fs::read_to_string(state.join("p1.pid")).unwrap();
+    assert!(Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap().success());
+    let wait = cluster_sh("wait", &config, &state, &[]);
+    assert!(wait.status.success(), "{}\n{}\n{}", describe_output(&wait, 2000), log(&state, 0), log(&state, 1));
+    let summary = log(&state, 0).lines().rev().find(|l| l.starts_with('{')).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).expect("process 0's summary");
+    assert_eq!((summary["lines_read"].as_u64(), summary["processes"].as_u64()), (Some(40), Some(2)), "{summary}");
+    clear_redis(&mut conn, &names.prefix);
+}

@@ -23,6 +23,10 @@
 //! source stops reading it until the others catch up, so the events waiting
 //! for the clock stay bounded.
 //!
+//! **Stopping.** A reader that stops early (a signal, or an error) tells the
+//! others through the same broadcast, and they stop as well: Ctrl-C on one
+//! process of a live cluster ends the whole cluster as of its last tick.
+//!
 //! **Idleness and the wall clock** (live runs). A reader with no data for
 //! `idle_timeout` stops holding the clock back and follows the active
 //! readers, on this worker and (through a broadcast of each worker's
@@ -133,6 +137,17 @@ pub struct ReaderParts {
     pub error: FirstError,
 }
 
+/// What a worker's reader tells every other worker's.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Gossip {
+    to: u32,
+    from: u32,
+    /// Its active readers' low watermark, for idle readers elsewhere to follow.
+    low: ActiveLow,
+    /// It stops (Ctrl-C, SIGTERM or an error): the others stop too.
+    stopping: bool,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -154,17 +169,22 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
     let info = builder.operator_info();
     let (ingest_out, ingest) = builder.new_output::<Vec<Ingest>>();
     let (report_out, reports) = builder.new_output::<Vec<OffsetReport>>();
-    let (gossip_out, gossip) = builder.new_output::<Vec<(u32, u32, ActiveLow)>>();
+    let (gossip_out, gossip) = builder.new_output::<Vec<Gossip>>();
     let (mut ingest_out, mut report_out, mut gossip_out) = (OutputBuilder::from(ingest_out), OutputBuilder::from(report_out), OutputBuilder::from(gossip_out));
 
-    // What the other workers' active readers have passed, for idle readers here.
+    // What the other workers' active readers have passed, for idle readers
+    // here; and whether one of them is stopping (a live cluster stops whole).
     let others: Rc<RefCell<Vec<ActiveLow>>> = Rc::new(RefCell::new(vec![ActiveLow::NoneActive; peers as usize]));
-    let heard = others.clone();
-    gossip.sink(Exchange::new(|g: &(u32, u32, ActiveLow)| u64::from(g.0)), "ReaderGossip", move |(input, _frontier)| {
+    let stop_heard = Rc::new(std::cell::Cell::new(false));
+    let (heard, heard_stop) = (others.clone(), stop_heard.clone());
+    gossip.sink(Exchange::new(|g: &Gossip| u64::from(g.to)), "ReaderGossip", move |(input, _frontier)| {
         input.for_each(|_cap, data| {
             let mut heard = heard.borrow_mut();
-            for (_, from, low) in data.drain(..) {
-                heard[from as usize] = low;
+            for g in data.drain(..) {
+                heard[g.from as usize] = g.low;
+                if g.stopping {
+                    heard_stop.set(true);
+                }
             }
         });
     });
@@ -327,9 +347,11 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                     }
                 }
             }
-            let stopping = failed || pace.stop.load(Ordering::Relaxed);
+            let stopping = failed || pace.stop.load(Ordering::Relaxed) || stop_heard.get();
             let batch_full = since_close >= batch_lines;
             let closed = if stopping {
+                // The source's feeder thread watches this flag too: it must end.
+                pace.stop.store(true, Ordering::Relaxed);
                 let at = readers.close();
                 readers.stop();
                 at
@@ -373,13 +395,13 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             drop(session);
             drop(ingest_session);
             let active = readers.active_low();
-            if !told_once || active != told {
+            if !told_once || active != told || stopping {
                 told_once = true;
                 told = active;
                 let mut gossip_session = gossip_out.activate();
                 let mut g = gossip_session.session(&c[2]);
-                for worker in (0..peers).filter(|w| *w != me) {
-                    g.give((worker, me, active));
+                for to in (0..peers).filter(|w| *w != me) {
+                    g.give(Gossip { to, from: me, low: active, stopping });
                 }
             }
             match readers.frontier() {
