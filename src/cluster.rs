@@ -155,28 +155,54 @@ impl Cluster {
     }
 }
 
+/// How long a process that lost a peer waits before exiting: the other
+/// survivors stay up meanwhile, so that each of them sees the process that
+/// really died first, not a survivor that exited after it.
+const LOST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Turns a broken connection to a peer into one line naming it and exit
-/// status 1 (see the module doc).
+/// status 1 (see the module doc): the first peer lost is named, and any
+/// other lost within [`LOST_GRACE`].
 pub fn exit_when_a_peer_is_lost(cluster: &Cluster) {
     let addresses = cluster.addresses.clone();
     let me = cluster.process;
+    let lost: Arc<std::sync::Mutex<Vec<Option<usize>>>> = Arc::default();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let msg = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-        if msg.contains("timely communication error") {
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("");
-            let peer = name.strip_prefix("timely:recv-").or_else(|| name.strip_prefix("timely:send-")).and_then(|p| p.parse::<usize>().ok());
-            match peer {
-                Some(p) => eprintln!(
-                    "clickflow: error: process {me} lost process {p} ({}): {msg}; stopping (relaunch every process; the store is as of its last complete tick)",
-                    addresses.get(p).map_or("?", String::as_str)
-                ),
-                None => eprintln!("clickflow: error: process {me} lost a peer: {msg}; stopping"),
-            }
-            std::process::exit(1);
+        if !msg.contains("timely communication error") {
+            return default(info);
         }
-        default(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("");
+        let peer = name.strip_prefix("timely:recv-").or_else(|| name.strip_prefix("timely:send-")).and_then(|p| p.parse::<usize>().ok());
+        let first = {
+            let mut lost = lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.push(peer);
+            lost.len() == 1
+        };
+        if !first {
+            // Park instead of unwinding: an unwound network thread poisons its
+            // queue, and the worker reading it would panic before the first
+            // thread has said what was lost.
+            loop {
+                std::thread::park();
+            }
+        }
+        std::thread::sleep(LOST_GRACE);
+        let lost = lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let describe = |p: &Option<usize>| match p {
+            Some(p) => format!("process {p} ({})", addresses.get(*p).map_or("?", String::as_str)),
+            None => "a peer".to_string(),
+        };
+        let mut others: Vec<String> = lost[1..].iter().filter(|p| **p != lost[0]).map(describe).collect();
+        others.dedup();
+        let also = if others.is_empty() { String::new() } else { format!(" (then {})", others.join(", ")) };
+        eprintln!(
+            "clickflow: error: process {me} lost {}{also}: {msg}; stopping (relaunch every process; the store is as of its last complete tick)",
+            describe(&lost[0])
+        );
+        std::process::exit(1);
     }));
 }
 

@@ -237,7 +237,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     };
     // Worker 0's writer (process 0), and per local worker its Redis rows.
     let (central, rows, marker_parts) = match sinks {
-        Sinks::Central(parts) => (parts.map(|p| spawn_writer(p, metrics.clone(), error.clone())), Vec::new(), None),
+        Sinks::Central(parts) => (parts.map(|p| spawn_writer(p, metrics.clone(), error.clone())).transpose().context("cannot start the store writer thread")?, Vec::new(), None),
         Sinks::Distributed(rows, marker) => (None, rows, marker),
     };
     let (writer_tx, store_writer) = match central {

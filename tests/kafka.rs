@@ -369,3 +369,54 @@ fn kafka_unreachable_or_topic_missing_is_one_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("Kafka topic `{}` does not exist", names.topic)) && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// `clickflow ARGS`, killed (and the test failed) if it runs past `secs`.
+fn run_with_deadline(args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clickflow")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("clickflow {args:?} still ran after {secs} s (a stall): {}", describe_output(&out, 2000));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn workers_whose_partitions_drift_apart_wait_for_each_other_and_finish() {
+    // The largest case from two partitions: each partition is read in many
+    // chunks, and with a 1 s max_drift the workers' partitions keep holding
+    // each other back. Two workers must finish, and agree with one worker
+    // reading both partitions (per-partition watermarks: the same events).
+    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let redis = redis_url();
+    let base = std::fs::read_to_string(&case.config).unwrap();
+    let out = TempOut::new("kafka-drift");
+    let one = Names::new("drift-1w");
+    let mut two = Names::new("drift-2w");
+    two.topic = one.topic.clone();
+    let extra = "batch_lines = 20000\nmax_drift = \"1s\"";
+    std::fs::create_dir_all(out.path().join("one")).unwrap();
+    std::fs::create_dir_all(out.path().join("two")).unwrap();
+    let cfg1 = write_config(&out.path().join("one"), &config_text(&base, &one, &redis, extra));
+    let cfg2 = write_config(&out.path().join("two"), &config_text(&base, &two, &redis, extra));
+    produce_case(&case, &cfg1, 2);
+    let mut snaps = Vec::new();
+    for (cfg, names, workers) in [(&cfg1, &one, "1"), (&cfg2, &two, "2")] {
+        let o = run_with_deadline(&["run", "--config", cfg.to_str().unwrap(), "--until-end", "--workers", workers, "--out", out.path().to_str().unwrap(), "--quiet", "--json"], 300);
+        assert!(o.status.success(), "{}", describe_output(&o, 3000));
+        let s = parse_summary(&o).unwrap();
+        assert!(check_summary(&Value::Null, &s).is_empty(), "{s}");
+        let mut conn = connect_redis(&redis);
+        snaps.push(read_redis(&mut conn, &names.prefix));
+        clear_redis(&mut conn, &names.prefix);
+    }
+    assert!(snaps[0].as_of.is_some() && !snaps[0].users.is_empty());
+    assert_eq!(snaps[0].as_of, snaps[1].as_of);
+    assert!(snaps[0].users == snaps[1].users && snaps[0].trending == snaps[1].trending, "1 and 2 workers differ");
+    let trends = compare_trend_maps("1 worker", &snaps[0].trends, "2 workers", &snaps[1].trends);
+    assert!(trends.is_empty(), "{}", trends.join("\n"));
+}

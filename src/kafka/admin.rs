@@ -13,8 +13,7 @@ use std::time::Duration;
 
 /// A consumer for metadata only (no group, never auto-creating topics).
 pub fn metadata_client(cfg: &KafkaConfig) -> Result<BaseConsumer> {
-    let mut c = client_config(cfg, &BTreeMap::new());
-    c.set("allow.auto.create.topics", "false");
+    let c = client_config(cfg, &[], &BTreeMap::new(), &[("allow.auto.create.topics", "false")]);
     create(&c, cfg, "metadata client")
 }
 
@@ -74,7 +73,7 @@ pub fn ensure_topic(client: &BaseConsumer, cfg: &KafkaConfig, topic: &str, parti
 
 /// Creates `topic`; one that exists already is fine.
 pub fn create_topic(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = create(&client_config(cfg, &BTreeMap::new()), cfg, "admin client")?;
+    let admin: AdminClient<DefaultClientContext> = create(&client_config(cfg, &[], &BTreeMap::new(), &[]), cfg, "admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_millis(cfg.connect_timeout.ms)));
     let results = block_on(admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.topic_replication))], &opts))
         .with_context(|| format!("cannot create Kafka topic `{topic}` on {}", cfg.brokers))?;

@@ -54,7 +54,7 @@ impl Default for KafkaConfig {
 }
 
 /// Properties clickflow sets itself, and the key to use instead.
-const MANAGED: [(&str, &str); 7] = [
+const MANAGED: [(&str, &str); 8] = [
     ("bootstrap.servers", "kafka.brokers"),
     ("metadata.broker.list", "kafka.brokers"),
     ("group.id", "kafka.group_id"),
@@ -62,6 +62,7 @@ const MANAGED: [(&str, &str); 7] = [
     ("enable.auto.offset.store", "nothing: offsets are committed after the store holds their ticks"),
     ("enable.partition.eof", "nothing: clickflow needs partition ends for --until-end"),
     ("enable.idempotence", "nothing: the producers are always idempotent"),
+    ("auto.offset.reset", "nothing: partitions are read from the earliest offset, which rebuilds the state"),
 ];
 
 fn check_topic(key: &str, name: &str) -> Result<(), String> {

@@ -51,22 +51,21 @@ pub struct PartitionRead {
 
 /// A consumer config with clickflow's settings.
 fn consumer_config(cfg: &KafkaConfig) -> rdkafka::config::ClientConfig {
-    let mut c = client_config(cfg, &Default::default());
-    // Defaults a user may override in `kafka.consumer`.
-    c.set("fetch.wait.max.ms", "100");
-    // Brokers that ignore fetch.max.bytes (noida-db answers with a whole
-    // partition's backlog) would otherwise be refused over and over.
-    c.set("receive.message.max.bytes", "1000000000");
-    c.set("queued.max.messages.kbytes", "65536");
-    for (k, v) in &cfg.consumer {
-        c.set(k, v);
-    }
-    c.set("group.id", &cfg.group_id);
-    c.set("enable.auto.commit", "false");
-    c.set("enable.auto.offset.store", "false");
-    c.set("enable.partition.eof", "true");
-    c.set("auto.offset.reset", "earliest");
-    c
+    let defaults = [
+        ("fetch.wait.max.ms", "100"),
+        // Brokers that ignore fetch.max.bytes (noida-db answers with a whole
+        // partition's backlog) would otherwise be refused over and over.
+        ("receive.message.max.bytes", "1000000000"),
+        ("queued.max.messages.kbytes", "65536"),
+    ];
+    let forced = [
+        ("group.id", cfg.group_id.as_str()),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
+    ];
+    client_config(cfg, &defaults, &cfg.consumer, &forced)
 }
 
 struct Part {

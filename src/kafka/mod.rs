@@ -29,16 +29,26 @@ pub use config::KafkaConfig;
 
 use anyhow::{Context, Result};
 use rdkafka::config::ClientConfig;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 
-/// The base client config: brokers, plus `extra` properties.
-pub fn client_config(cfg: &KafkaConfig, extra: &std::collections::BTreeMap<String, String>) -> ClientConfig {
+/// A client config, in layers: the brokers; clickflow's `defaults`; the
+/// user's `extra` properties (`kafka.consumer` / `kafka.producer`) over them;
+/// last, what clickflow must set itself (`forced`, which the config check
+/// keeps the user from setting).
+pub fn client_config(cfg: &KafkaConfig, defaults: &[(&str, &str)], extra: &BTreeMap<String, String>, forced: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for (k, v) in extra {
         c.set(k, v);
+    }
+    for (k, v) in forced {
+        c.set(*k, *v);
     }
     c
 }

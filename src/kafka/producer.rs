@@ -82,15 +82,8 @@ pub struct ReliableProducer {
 impl ReliableProducer {
     /// A producer to `topic`, with `kafka.producer` properties on top of clickflow's defaults.
     pub fn new(cfg: &KafkaConfig, topic: &str) -> Result<ReliableProducer> {
-        let mut c = client_config(cfg, &Default::default());
-        // Defaults a user may override in `kafka.producer`.
-        c.set("linger.ms", "5");
-        c.set("message.timeout.ms", "30000");
-        c.set("compression.type", "lz4");
-        for (k, v) in &cfg.producer {
-            c.set(k, v);
-        }
-        c.set("enable.idempotence", "true");
+        let defaults = [("linger.ms", "5"), ("message.timeout.ms", "30000"), ("compression.type", "lz4")];
+        let c = client_config(cfg, &defaults, &cfg.producer, &[("enable.idempotence", "true")]);
         let producer: ThreadedProducer<Deliveries> = c
             .create_with_context(Deliveries::default())
             .with_context(|| format!("cannot create the Kafka producer for {} (check the `kafka.producer` properties)", cfg.brokers))?;

@@ -21,7 +21,7 @@
 //! error instead of hanging.
 
 use super::carry::Carry;
-use super::{Committer, TrendDeltas, TrendLookup};
+use super::{by_closed_tick, Commits, Committer, TrendDeltas, TrendLookup};
 use crate::metrics::{record_error, FirstError, Metrics};
 use anyhow::{anyhow, Result};
 use clickflow_dataflows::messages::{OffsetReport, TrendChange};
@@ -33,9 +33,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 
 /// One worker's part of the store.
@@ -210,9 +209,9 @@ struct MarkerTick {
 fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, error: FirstError) -> std::io::Result<(SyncSender<MarkerTick>, MarkerThread)> {
     let (tx, rx) = sync_channel::<MarkerTick>(2);
     let handle = std::thread::Builder::new().name("clickflow:marker".into()).spawn(move || {
-        let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut commits = Commits::default();
         for mut tick in rx {
-            if let Err(e) = marker_tick(&mut parts, &mut tick, peers, &metrics, &mut committed) {
+            if let Err(e) = marker_tick(&mut parts, &mut tick, peers, &metrics, &mut commits) {
                 record_error(&error, e);
                 break;
             }
@@ -222,7 +221,7 @@ fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, err
     Ok((tx, handle))
 }
 
-fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, metrics: &Metrics, committed: &mut BTreeMap<i32, i64>) -> Result<()> {
+fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, metrics: &Metrics, commits: &mut Commits) -> Result<()> {
     let at = tick.at;
     let mut holds = true;
     if !tick.written.is_empty() {
@@ -246,20 +245,10 @@ fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, met
         }
     }
     if let (true, Some(committer)) = (holds, parts.committer.as_mut()) {
-        let moved: Vec<(i32, i64)> = tick.offsets.iter().copied().filter(|(p, o)| committed.get(p).is_none_or(|c| o > c)).collect();
-        if !moved.is_empty() {
-            committer.commit(&moved)?;
-            committed.extend(moved);
-        }
+        commits.commit(committer.as_mut(), &tick.offsets)?;
     }
     tick.written.clear();
     Ok(())
-}
-
-#[derive(Default)]
-struct Pending {
-    written: Vec<Written>,
-    offsets: Vec<(i32, i64)>,
 }
 
 /// Worker 0's marker (`parts` is `Some` there only); returns the marker
@@ -280,29 +269,10 @@ pub fn marker_sink<'s>(
         }
         None => (None, None),
     };
-    let mut stash: BTreeMap<u64, Pending> = BTreeMap::new();
-    written.binary_frontier(reports, Exchange::new(|_: &Written| 0), Exchange::new(|_: &OffsetReport| 0), "MarkerSink", |_cap, _info| {
-        move |(written, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
-            written.for_each(|_cap, data| {
-                for w in data.drain(..) {
-                    stash.entry(w.at).or_default().written.push(w);
-                }
-            });
-            reports.for_each(|_cap, data| {
-                for r in data.drain(..) {
-                    stash.entry(r.at).or_default().offsets.push((r.partition, r.offset));
-                }
-            });
-            while let Some(entry) = stash.first_entry() {
-                if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
-                    break;
-                }
-                let (at, Pending { written, offsets }) = entry.remove_entry();
-                if tx.as_ref().is_some_and(|t| t.send(MarkerTick { at, written, offsets }).is_err()) {
-                    // The marker stopped on an error; it is recorded for the run.
-                    tx = None;
-                }
-            }
+    by_closed_tick(written, Exchange::new(|_: &Written| 0), reports, "MarkerSink", |w: &Written| w.at, move |at, written, offsets| {
+        if tx.as_ref().is_some_and(|t| t.send(MarkerTick { at, written, offsets }).is_err()) {
+            // The marker stopped on an error; it is recorded for the run.
+            tx = None;
         }
     });
     handle

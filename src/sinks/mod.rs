@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use clickflow_dataflows::messages::OffsetReport;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::StreamVec;
 
@@ -120,75 +120,121 @@ pub struct ClosedTick {
     pub closed: Instant,
 }
 
+/// The offsets committed so far: a tick's offsets are committed only for
+/// the partitions whose offset moved.
+#[derive(Default)]
+pub struct Commits {
+    committed: BTreeMap<i32, i64>,
+}
+
+impl Commits {
+    /// Commits the partitions of `offsets` that moved.
+    pub fn commit(&mut self, committer: &mut dyn Committer, offsets: &[(i32, i64)]) -> Result<()> {
+        let moved: Vec<(i32, i64)> = offsets.iter().copied().filter(|(p, o)| self.committed.get(p).is_none_or(|c| o > c)).collect();
+        if !moved.is_empty() {
+            committer.commit(&moved)?;
+            self.committed.extend(moved);
+        }
+        Ok(())
+    }
+}
+
+/// The store writer thread: it returns the store when the run is over.
+pub type StoreThread = JoinHandle<Box<dyn Store>>;
+
 /// Starts the writer thread: ticks arrive in order; each is written (trend
 /// deltas, then rows, then `as_of`) before the next, and then the offsets it
 /// reflects are committed. Ticks the store already holds are not written;
 /// their changes go with the first tick that is ([`carry`]). A failed write
 /// stops it and records the error; the run then fails.
-pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstError) -> (SyncSender<ClosedTick>, JoinHandle<Box<dyn Store>>) {
+pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstError) -> std::io::Result<(SyncSender<ClosedTick>, StoreThread)> {
     let (tx, rx) = sync_channel::<ClosedTick>(2);
-    let handle = std::thread::Builder::new()
-        .name("clickflow:store".into())
-        .spawn(move || {
-            let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
-            let mut carry: Option<Carry> = parts.store.as_of().map(|_| Carry::default());
-            for mut tick in rx {
-                let held = parts.store.as_of().is_some_and(|a| a >= tick.at);
-                if tick.is_tick && held {
-                    if let Some(c) = carry.as_mut() {
-                        c.absorb(std::mem::take(&mut tick.changes));
-                    }
-                } else if tick.is_tick {
-                    // The first tick written over a store that held some: carried
-                    // changes, and every trend delta against the store.
-                    if let Some(c) = carry.take() {
-                        match c.merge(tick.at, std::mem::take(&mut tick.changes), parts.store.as_mut()) {
-                            Ok(merged) => tick.changes = merged,
-                            Err(e) => {
-                                record_error(&error, e);
-                                break;
-                            }
-                        }
-                    }
-                    let mut deltas: Vec<&TrendChange> = tick
-                        .changes
-                        .iter()
-                        .filter_map(|c| match c {
-                            Change::Trend(t) => Some(t),
-                            _ => None,
-                        })
-                        .collect();
-                    deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-                    let result = parts.deltas.write(&deltas).and_then(|_| parts.deltas.flush()).and_then(|_| parts.store.write_tick(tick.at, &tick.changes));
-                    if let Err(e) = result {
-                        record_error(&error, e);
-                        break;
-                    }
-                    metrics.record_tick(tick.at, tick.closed.elapsed());
-                }
-                if let Some(committer) = parts.committer.as_mut() {
-                    let moved: Vec<(i32, i64)> = tick.offsets.iter().copied().filter(|(p, o)| committed.get(p).is_none_or(|c| o > c)).collect();
-                    if !moved.is_empty() {
-                        if let Err(e) = committer.commit(&moved) {
-                            record_error(&error, e);
-                            break;
-                        }
-                        committed.extend(moved);
-                    }
-                }
+    let handle = std::thread::Builder::new().name("clickflow:store".into()).spawn(move || {
+        let mut commits = Commits::default();
+        let mut carry: Option<Carry> = parts.store.as_of().map(|_| Carry::default());
+        for mut tick in rx {
+            if let Err(e) = write_closed_tick(&mut parts, &mut tick, &mut carry, &metrics).and_then(|_| match parts.committer.as_mut() {
+                Some(c) => commits.commit(c.as_mut(), &tick.offsets),
+                None => Ok(()),
+            }) {
+                record_error(&error, e);
+                break;
             }
-            parts.store
-        })
-        .expect("spawning the store writer thread");
-    (tx, handle)
+        }
+        parts.store
+    })?;
+    Ok((tx, handle))
 }
 
-/// What the sink holds for one tick until its frontier passes it.
-#[derive(Default)]
-struct Pending {
-    changes: Vec<Change>,
-    offsets: Vec<(i32, i64)>,
-    is_tick: bool,
+/// Writes one tick to the store (or carries it, if the store holds it already).
+fn write_closed_tick(parts: &mut SinkParts, tick: &mut ClosedTick, carry: &mut Option<Carry>, metrics: &Metrics) -> Result<()> {
+    if !tick.is_tick {
+        return Ok(());
+    }
+    if parts.store.as_of().is_some_and(|a| a >= tick.at) {
+        if let Some(c) = carry.as_mut() {
+            c.absorb(std::mem::take(&mut tick.changes));
+        }
+        return Ok(());
+    }
+    // The first tick written over a store that held some: carried changes,
+    // and every trend delta against the store.
+    if let Some(c) = carry.take() {
+        tick.changes = c.merge(tick.at, std::mem::take(&mut tick.changes), parts.store.as_mut())?;
+    }
+    let mut deltas: Vec<&TrendChange> = tick
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Trend(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    parts.deltas.write(&deltas)?;
+    parts.deltas.flush()?;
+    parts.store.write_tick(tick.at, &tick.changes)?;
+    metrics.record_tick(tick.at, tick.closed.elapsed());
+    Ok(())
+}
+
+/// A sink of `items` (each of the tick `tick_of` says) and offset reports:
+/// calls `closed(at, items, offsets)` for each tick, in tick order, once
+/// both inputs' frontiers have passed it. The store sink and the marker sink.
+pub fn by_closed_tick<'s, A, P>(
+    items: StreamVec<'s, u64, A>,
+    pact: P,
+    reports: StreamVec<'s, u64, OffsetReport>,
+    name: &str,
+    tick_of: impl Fn(&A) -> u64 + 'static,
+    mut closed: impl FnMut(u64, Vec<A>, Vec<(i32, i64)>) + 'static,
+) where
+    A: Clone + 'static,
+    P: ParallelizationContract<u64, Vec<A>>,
+{
+    type Tick<A> = (Vec<A>, Vec<(i32, i64)>);
+    let mut stash: BTreeMap<u64, Tick<A>> = BTreeMap::new();
+    items.binary_frontier(reports, pact, Exchange::new(|_: &OffsetReport| 0), name, |_cap, _info| {
+        move |(items, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+            items.for_each(|_cap, data| {
+                for item in data.drain(..) {
+                    stash.entry(tick_of(&item)).or_default().0.push(item);
+                }
+            });
+            reports.for_each(|_cap, data| {
+                for r in data.drain(..) {
+                    stash.entry(r.at).or_default().1.push((r.partition, r.offset));
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
+                    break;
+                }
+                let (at, (items, offsets)) = entry.remove_entry();
+                closed(at, items, offsets);
+            }
+        }
+    });
 }
 
 /// Attaches the store sink; `writer` is `Some` on worker 0 only. Each tick is
@@ -196,33 +242,11 @@ struct Pending {
 /// frontier has passed it.
 pub fn store_sink<'s>(changes: StreamVec<'s, u64, Change>, reports: StreamVec<'s, u64, OffsetReport>, writer: Option<SyncSender<ClosedTick>>) {
     let mut writer = writer;
-    let mut stash: BTreeMap<u64, Pending> = BTreeMap::new();
-    changes.binary_frontier(reports, Pipeline, Exchange::new(|_: &OffsetReport| 0), "StoreSink", |_cap, _info| {
-        move |(changes, frontier1), (reports, frontier2), _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
-            changes.for_each(|_cap, data| {
-                for c in data.drain(..) {
-                    let entry = stash.entry(c.at()).or_default();
-                    entry.is_tick |= matches!(c, Change::Tick(_));
-                    entry.changes.push(c);
-                }
-            });
-            reports.for_each(|_cap, data| {
-                for r in data.drain(..) {
-                    stash.entry(r.at).or_default().offsets.push((r.partition, r.offset));
-                }
-            });
-            while let Some(entry) = stash.first_entry() {
-                if frontier1.less_equal(entry.key()) || frontier2.less_equal(entry.key()) {
-                    break;
-                }
-                let (at, Pending { changes, offsets, is_tick }) = entry.remove_entry();
-                if let Some(tx) = writer.as_ref() {
-                    if tx.send(ClosedTick { at, changes, is_tick, offsets, closed: Instant::now() }).is_err() {
-                        // The writer stopped on an error; it is recorded for the run.
-                        writer = None;
-                    }
-                }
-            }
+    by_closed_tick(changes, Pipeline, reports, "StoreSink", Change::at, move |at, changes, offsets| {
+        let is_tick = changes.iter().any(|c| matches!(c, Change::Tick(_)));
+        if writer.as_ref().is_some_and(|tx| tx.send(ClosedTick { at, changes, is_tick, offsets, closed: Instant::now() }).is_err()) {
+            // The writer stopped on an error; it is recorded for the run.
+            writer = None;
         }
     });
 }

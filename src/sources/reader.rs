@@ -177,19 +177,27 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
     let others: Rc<RefCell<Vec<ActiveLow>>> = Rc::new(RefCell::new(vec![ActiveLow::NoneActive; peers as usize]));
     let stop_heard = Rc::new(std::cell::Cell::new(false));
     let (heard, heard_stop) = (others.clone(), stop_heard.clone());
+    let activator = scope.activator_for(info.address.clone());
+    // News from elsewhere may release a reader held back for alignment or
+    // idleness, which no chunk of its own would wake: wake it.
+    let wake_reader = activator.clone();
     gossip.sink(Exchange::new(|g: &Gossip| u64::from(g.to)), "ReaderGossip", move |(input, _frontier)| {
+        let mut news = false;
         input.for_each(|_cap, data| {
             let mut heard = heard.borrow_mut();
             for g in data.drain(..) {
+                news |= heard[g.from as usize] != g.low || g.stopping;
                 heard[g.from as usize] = g.low;
                 if g.stopping {
                     heard_stop.set(true);
                 }
             }
         });
+        if news {
+            wake_reader.activate();
+        }
     });
 
-    let activator = scope.activator_for(info.address.clone());
     let wake = scope.worker().sync_activator_for(info.address.to_vec());
     builder.build(move |caps| {
         let (infos, mut decoder, alignment) = match input {
