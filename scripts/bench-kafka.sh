@@ -12,10 +12,16 @@
 #
 #   scripts/bench-kafka.sh
 #   USERS=10000 DAYS=7 LIVE_SECONDS=20 scripts/bench-kafka.sh   # a quick one
+#   WORKERS= KAFKA_BROKERS=127.0.0.1:29092 scripts/bench-kafka.sh   # only the live run, on another broker
+#
+# noida-db (the services' broker) answers an empty fetch at once instead of
+# holding it for fetch.wait.max.ms, so idle consumers spin on it (a live run
+# with no traffic burns most of a core there, ~1/10 of that on tansu); and it
+# ignores fetch.max.bytes (multi-GB RSS on replays). Both skew its numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-WORKERS="${WORKERS:-1 2}"
+WORKERS="${WORKERS-1 2}"
 PARTITIONS="${PARTITIONS:-2}"
 LIVE_RATE="${LIVE_RATE:-20000}"
 LIVE_SECONDS="${LIVE_SECONDS:-60}"
@@ -27,6 +33,8 @@ set -a
 # shellcheck disable=SC1091
 . .services/env
 set +a
+# KAFKA_BROKERS: another Kafka-protocol broker instead of the services' noida-db.
+CLICKFLOW_KAFKA_BROKERS="${KAFKA_BROKERS:-$CLICKFLOW_KAFKA_BROKERS}"
 REDIS_CLI=(redis-cli -u "$CLICKFLOW_REDIS_URL")
 LINES=$(wc -l < "$DATA")
 TOPIC="bench.$(basename "$DATA" .jsonl | tr -c 'a-zA-Z0-9.\n-' '-').p$PARTITIONS"
@@ -67,7 +75,7 @@ clear_prefix() {
 mkdir -p "$DIR/kafka-out"
 config "$DIR/kafka-replay.toml" "$TOPIC" "bench:" event
 # The broker keeps its data under .services/: produce the workload once.
-MARK=".services/bench-$TOPIC.produced"
+MARK=".services/bench-$TOPIC-$(echo "$CLICKFLOW_KAFKA_BROKERS" | tr -c 'a-zA-Z0-9\n' '-').produced"
 if [ ! -f "$MARK" ]; then
     echo "== producing $LINES lines to $TOPIC ($PARTITIONS partitions, keyed by user_id)"
     "$BIN" produce --config "$DIR/kafka-replay.toml" --input "$DATA" --partitions "$PARTITIONS"

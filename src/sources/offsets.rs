@@ -1,5 +1,5 @@
 //! Which offsets of a partition an output tick reflects, so that they can be
-//! committed once the store holds that tick (issue 3: offsets are committed
+//! committed once the store holds that tick (offsets are committed
 //! only after the store holds every tick they fed).
 //!
 //! A message is reflected by tick `A` when it was dead-lettered or skipped,

@@ -402,7 +402,13 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             }
             drop(session);
             drop(ingest_session);
-            let active = readers.active_low();
+            // At tick granularity, which is all that following and alignment
+            // need: in wall-clock mode the exact value moves on every wake-up,
+            // and each change would wake every other reader in turn.
+            let active = match readers.active_low() {
+                ActiveLow::Low(Some(wm)) => ActiveLow::Low(Some(wm / tick * tick)),
+                other => other,
+            };
             if !told_once || active != told || stopping {
                 told_once = true;
                 told = active;
