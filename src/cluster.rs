@@ -35,7 +35,8 @@ pub struct ClusterConfig {
     pub workers: Option<usize>,
     /// This process's index, from 0 (timely's `-p`); `--process` overrides it.
     pub process: usize,
-    /// `host:port` of every process, in process order (timely's `-h` lines).
+    /// `host:port` of every process, in process order (timely's `-h` lines);
+    /// neither this nor `hostfile`: timely's default, `127.0.0.1:2101` and up.
     pub addresses: Vec<String>,
     /// A file of `host:port` lines to use instead of `addresses`.
     pub hostfile: Option<PathBuf>,
@@ -64,8 +65,22 @@ pub struct Cluster {
     pub join_timeout_ms: u64,
 }
 
+/// The command line's `-n`, `-p`, `-h` and `-w`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFlags {
+    /// `--processes`.
+    pub processes: Option<usize>,
+    /// `--process`.
+    pub process: Option<usize>,
+    /// `--hostfile`.
+    pub hostfile: Option<PathBuf>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
 impl ClusterConfig {
     /// Checks values serde cannot; the message names the key.
+    /// ([`ClusterConfig::resolve`] checks the command line's values over them.)
     pub fn check(&self) -> Result<(), String> {
         if self.processes == 0 {
             return Err("`cluster.processes` must be at least 1".into());
@@ -90,7 +105,10 @@ impl ClusterConfig {
 
     /// The cluster this process is in, with the command line's `-n`, `-p`,
     /// `-h` and `-w` over the config's.
-    pub fn resolve(&self, processes: Option<usize>, process: Option<usize>, hostfile: Option<PathBuf>, workers: usize) -> Result<Cluster, String> {
+    /// `flags` are the command line's (`None`: not given); `run_workers` is
+    /// `run.workers`, the default of `cluster.workers`.
+    pub fn resolve(&self, flags: ClusterFlags, run_workers: usize) -> Result<Cluster, String> {
+        let ClusterFlags { processes, process, hostfile, workers } = flags;
         let processes = processes.unwrap_or(self.processes);
         let process = process.unwrap_or(self.process);
         if processes == 0 {
@@ -99,7 +117,10 @@ impl ClusterConfig {
         if process >= processes {
             return Err(format!("process index {process} is not below the {processes} processes of the cluster (`cluster.process` / --process)"));
         }
-        let workers = self.workers.unwrap_or(workers);
+        let workers = workers.or(self.workers).unwrap_or(run_workers);
+        if workers == 0 {
+            return Err("--workers must be at least 1".into());
+        }
         let join_timeout_ms = self.join_timeout.ms;
         if processes == 1 {
             return Ok(Cluster { processes, workers, process, addresses: Vec::new(), join_timeout_ms });
@@ -113,6 +134,8 @@ impl ClusterConfig {
                 }
                 lines
             }
+            // timely's own default without a hostfile: one machine, ports from 2101.
+            None if self.addresses.is_empty() => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
             None => self.addresses.clone(),
         };
         if addresses.len() < processes {
@@ -239,20 +262,28 @@ mod tests {
     fn keys_mean_what_timelys_flags_mean() {
         let c = ClusterConfig { processes: 2, workers: Some(3), process: 1, addresses: vec!["a:2101".into(), "b:2102".into()], ..ClusterConfig::default() };
         c.check().unwrap();
-        let r = c.resolve(None, None, None, 1).unwrap();
+        let r = c.resolve(ClusterFlags::default(), 1).unwrap();
         assert_eq!((r.processes, r.workers, r.process, r.peers(), r.global(2)), (2, 3, 1, 6, 5));
         assert!(matches!(r.timely_config().communication, timely::CommunicationConfig::Cluster { threads: 3, process: 1, .. }));
-        let r = c.resolve(Some(1), Some(0), None, 2).unwrap();
+        let r = c.resolve(ClusterFlags { processes: Some(1), process: Some(0), ..ClusterFlags::default() }, 2).unwrap();
         assert!(matches!(r.timely_config().communication, timely::CommunicationConfig::Process(3)), "one process: no network");
+        let r = c.resolve(ClusterFlags { workers: Some(4), ..ClusterFlags::default() }, 2).unwrap();
+        assert_eq!(r.workers, 4, "-w over cluster.workers");
+        assert_eq!(ClusterConfig::default().resolve(ClusterFlags::default(), 2).unwrap().workers, 2, "run.workers is the default");
+        // Neither addresses nor a hostfile: timely's default, one machine from port 2101.
+        let r = ClusterConfig::default().resolve(ClusterFlags { processes: Some(3), process: Some(2), ..ClusterFlags::default() }, 1).unwrap();
+        assert_eq!(r.addresses, ["127.0.0.1:2101", "127.0.0.1:2102", "127.0.0.1:2103"]);
+
     }
 
     #[test]
     fn bad_clusters_name_the_key() {
         let c = ClusterConfig { processes: 2, process: 2, ..ClusterConfig::default() };
-        assert!(c.check().unwrap_err().contains("`cluster.process`"));
+        assert!(c.resolve(ClusterFlags::default(), 1).unwrap_err().contains("`cluster.process`"));
+        assert!(c.resolve(ClusterFlags { workers: Some(0), process: Some(0), ..ClusterFlags::default() }, 1).unwrap_err().contains("--workers"));
         let c = ClusterConfig { processes: 2, addresses: vec!["nohost".into()], ..ClusterConfig::default() };
         assert!(c.check().unwrap_err().contains("`cluster.addresses[0]`"));
         let c = ClusterConfig { processes: 3, addresses: vec!["a:1".into(), "b:2".into()], ..ClusterConfig::default() };
-        assert!(c.resolve(None, None, None, 1).unwrap_err().contains("3 processes but 2 addresses"));
+        assert!(c.resolve(ClusterFlags::default(), 1).unwrap_err().contains("3 processes but 2 addresses"));
     }
 }

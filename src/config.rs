@@ -450,7 +450,7 @@ mod tests {
                         // Relative hostfiles are relative to the repository, where clickflow runs.
                         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
                         let hostfile = config.cluster.hostfile.as_ref().map(|h| root.join(h));
-                        config.cluster.resolve(None, None, hostfile, config.run.workers).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                        config.cluster.resolve(crate::cluster::ClusterFlags { hostfile, ..Default::default() }, config.run.workers).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     }
                     *n += 1;
                 }

@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
+use cluster::ClusterFlags;
 use config::Config;
 use std::io::Write;
 use std::path::PathBuf;
@@ -174,13 +175,11 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(default_run) {
         Command::Run { config, input, out, workers, processes, process, hostfile, quiet, json, until_end } => {
             let cfg = load(config.as_ref())?;
-            if workers == Some(0) {
-                anyhow::bail!("--workers must be at least 1");
-            }
-            let mut cluster = cfg.cluster.resolve(processes, process, hostfile, cfg.run.workers).map_err(|e| anyhow::anyhow!("config: {e}"))?;
-            if let Some(w) = workers {
-                cluster.workers = w;
-            }
+            let flags = ClusterFlags { processes, process, hostfile, workers };
+            let cluster = cfg.cluster.resolve(flags, cfg.run.workers).map_err(|e| match &config {
+                Some(path) => anyhow::anyhow!("config {}: {e}", path.display()),
+                None => anyhow::anyhow!("cluster: {e}"),
+            })?;
             let target = run::RunTarget {
                 input: input.or_else(|| cfg.input.path.clone()),
                 out: out.unwrap_or_else(|| cfg.output.dir.clone()),
