@@ -31,7 +31,7 @@ BIN="$CARGO_TARGET_DIR/release/clickflow"
 scripts/services.sh start
 set -a
 # shellcheck disable=SC1091
-. .services/env
+. "${CLICKFLOW_SERVICES_DIR:-.services}/env"
 set +a
 # KAFKA_BROKERS: another Kafka-protocol broker instead of the services' noida-db.
 CLICKFLOW_KAFKA_BROKERS="${KAFKA_BROKERS:-$CLICKFLOW_KAFKA_BROKERS}"
@@ -75,7 +75,7 @@ clear_prefix() {
 mkdir -p "$DIR/kafka-out"
 config "$DIR/kafka-replay.toml" "$TOPIC" "bench:" event
 # The broker keeps its data under .services/: produce the workload once.
-MARK=".services/bench-$TOPIC-$(echo "$CLICKFLOW_KAFKA_BROKERS" | tr -c 'a-zA-Z0-9\n' '-').produced"
+MARK="${CLICKFLOW_SERVICES_DIR:-.services}/bench-$TOPIC-$(echo "$CLICKFLOW_KAFKA_BROKERS" | tr -c 'a-zA-Z0-9\n' '-').produced"
 if [ ! -f "$MARK" ]; then
     echo "== producing $LINES lines to $TOPIC ($PARTITIONS partitions, keyed by user_id)"
     "$BIN" produce --config "$DIR/kafka-replay.toml" --input "$DATA" --partitions "$PARTITIONS"
@@ -101,6 +101,7 @@ echo "== live: $LIVE_RATE events/s for ${LIVE_SECONDS}s, timestamps set to the w
 "$BIN" produce --config "$DIR/kafka-live.toml" --input "$DATA" --partitions "$PARTITIONS" --limit 1 --retime > /dev/null 2>&1
 "$BIN" run --config "$DIR/kafka-live.toml" --workers 2 --quiet --json > "$DIR/kafka-live-summary.json" &
 RUN_PID=$!
+trap 'kill -TERM "$RUN_PID" 2>/dev/null || true' EXIT
 "$BIN" produce --config "$DIR/kafka-live.toml" --input "$DATA" --rate "$LIVE_RATE" --retime --limit "$LIMIT"
 sleep 8
 kill -TERM "$RUN_PID"

@@ -60,14 +60,15 @@ start() {
         fi
     done
     mkdir -p "$DIR"
-    rm -f "$DIR"/p*.pid "$DIR"/p*.rc "$DIR"/p*.log
+    rm -f "$DIR"/p*.pid "$DIR"/p*.rc "$DIR"/p*.tmp "$DIR"/p*.log
     for p in $(seq 0 $((PROCESSES - 1))); do
         (
             "$BIN" run --config "$CONFIG" --process "$p" "$@" > "$DIR/p$p.log" 2>&1 &
-            echo $! > "$DIR/p$p.pid"
+            echo $! > "$DIR/p$p.pid.tmp" && mv "$DIR/p$p.pid.tmp" "$DIR/p$p.pid"
             set +e
             wait $!
-            echo $? > "$DIR/p$p.rc"
+            # Written whole, then renamed: a reader never sees an empty status.
+            echo $? > "$DIR/p$p.rc.tmp" && mv "$DIR/p$p.rc.tmp" "$DIR/p$p.rc"
         ) < /dev/null > /dev/null 2>&1 &
     done
     # Wait for the pid files, then for every process to join (or one to fail).
@@ -100,8 +101,16 @@ wait_all() {
     local rc=0 code
     for p in $(seq 0 $((PROCESSES - 1))); do
         [ -f "$DIR/p$p.pid" ] || { say "process $p was not started"; rc=1; continue; }
-        while [ ! -f "$DIR/p$p.rc" ]; do sleep 0.1; done
-        code=$(cat "$DIR/p$p.rc")
+        local gone=0
+        while [ ! -f "$DIR/p$p.rc" ]; do
+            # The process is gone but no status came (its wrapper was killed).
+            if ! kill -0 "$(cat "$DIR/p$p.pid")" 2>/dev/null; then
+                gone=$((gone + 1))
+                [ $gone -ge 20 ] && break
+            fi
+            sleep 0.1
+        done
+        code=$(cat "$DIR/p$p.rc" 2>/dev/null || echo "unknown (no status was recorded)")
         if [ "$code" != 0 ]; then
             say "process $p exited with status $code:"
             tail -5 "$DIR/p$p.log" >&2

@@ -19,18 +19,45 @@ say() { echo "services: $*" >&2; }
 install_redis() {
     command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return
     say "installing redis-server (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+    apt_install redis-server
 }
 
+# The broker's binary, from a Python that has noida-db: the project's own
+# venv under $DIR, else the machine's python3.
 noida_bin() {
-    python3 -c 'import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), "noida-db"))' 2>/dev/null
+    local py
+    for py in "$DIR/venv/bin/python3" python3; do
+        command -v "$py" >/dev/null 2>&1 || continue
+        "$py" -c 'import noida_db, os, sys
+b = os.path.join(os.path.dirname(noida_db.__file__), "noida-db")
+print(b) if os.access(b, os.X_OK) else sys.exit(1)' 2>/dev/null && return
+    done
+    return 0
 }
 
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$@" >/dev/null; }
+}
+
+# Into a venv of the project's (a Debian python3 refuses system-wide pip
+# installs); python3 and its venv module come from apt when missing.
 install_noida() {
     [ -n "$(noida_bin)" ] && return
-    say "installing noida-db==0.2.3 (pip)"
-    python3 -m pip install -q noida-db==0.2.3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        say "installing python3-venv (apt-get)"
+        apt_install python3 python3-venv
+    fi
+    say "installing noida-db==0.2.3 (pip, into $DIR/venv)"
+    rm -rf "$DIR/venv"
+    python3 -m venv "$DIR/venv"
+    "$DIR/venv/bin/python3" -m pip install -q noida-db==0.2.3
+    [ -n "$(noida_bin)" ] || { say "noida-db installed but its binary is missing"; exit 1; }
+}
+
+# in_use PORT: something listens on 127.0.0.1:PORT already.
+in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # alive PIDFILE NAME: the pid in PIDFILE runs a command containing NAME.
@@ -56,20 +83,29 @@ start() {
     if alive "$DIR/redis.pid" redis-server; then
         say "redis already running on 127.0.0.1:$REDIS_PORT"
     else
+        if in_use "$REDIS_PORT"; then
+            say "127.0.0.1:$REDIS_PORT is taken by a process these scripts did not start; set CLICKFLOW_REDIS_PORT"
+            exit 1
+        fi
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
             --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" --dir "$DIR"
         wait_port "$REDIS_PORT" || { say "redis did not start; see $DIR/redis.log"; exit 1; }
         for _ in $(seq 1 50); do [ -s "$DIR/redis.pid" ] && break; sleep 0.1; done
+        alive "$DIR/redis.pid" redis-server || { say "redis did not write its pid file $DIR/redis.pid; see $DIR/redis.log"; exit 1; }
         say "redis on 127.0.0.1:$REDIS_PORT"
     fi
     if alive "$DIR/kafka.pid" noida-db; then
         say "kafka already running on 127.0.0.1:$KAFKA_PORT"
     else
+        if in_use "$KAFKA_PORT"; then
+            say "127.0.0.1:$KAFKA_PORT is taken by a process these scripts did not start; set CLICKFLOW_KAFKA_PORT"
+            exit 1
+        fi
         mkdir -p "$DIR/kafka-data"
         nohup "$(noida_bin)" start --only kafka --kafka-port "$KAFKA_PORT" --data-dir "$DIR/kafka-data" \
             > "$DIR/kafka.log" 2>&1 &
         echo $! > "$DIR/kafka.pid"
-        wait_port "$KAFKA_PORT" || { say "kafka did not start; see $DIR/kafka.log"; exit 1; }
+        wait_port "$KAFKA_PORT" && alive "$DIR/kafka.pid" noida-db || { say "kafka did not start; see $DIR/kafka.log"; exit 1; }
         say "kafka (noida-db) on 127.0.0.1:$KAFKA_PORT"
     fi
     printf 'CLICKFLOW_REDIS_URL=redis://127.0.0.1:%s/\nCLICKFLOW_KAFKA_BROKERS=127.0.0.1:%s\n' "$REDIS_PORT" "$KAFKA_PORT" > "$DIR/env"
@@ -80,9 +116,9 @@ stop_one() {
     if alive "$pidfile" "$name"; then
         local pid
         pid=$(cat "$pidfile")
-        kill "$pid"
+        kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-        [ -d "/proc/$pid" ] && kill -9 "$pid"
+        if [ -d "/proc/$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
         say "stopped $name ($pid)"
     fi
     rm -f "$pidfile"

@@ -19,11 +19,14 @@ if [ ! -d ../shared/conformance ]; then
 fi
 
 echo "== services (Redis, Kafka-protocol broker on 127.0.0.1)"
+# Stopped at the end only if this run started them (a developer's stay up).
+if ! scripts/services.sh status >/dev/null 2>&1; then
+    trap 'scripts/services.sh stop' EXIT
+fi
 scripts/services.sh start
-trap 'scripts/services.sh stop' EXIT
 set -a
 # shellcheck disable=SC1091
-. .services/env
+. "${CLICKFLOW_SERVICES_DIR:-.services}/env"
 set +a
 
 echo "== build (release)"
