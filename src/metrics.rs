@@ -68,7 +68,7 @@ impl Metrics {
         if let Ok(mut h) = self.write_latency.lock() {
             let _ = h.record(us);
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now = now_ms();
         if let Ok(mut h) = self.as_of_lag.lock() {
             let _ = h.record(now.saturating_sub(at).clamp(1, MAX_LAG_MS));
         }
@@ -87,6 +87,16 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether a fatal error is recorded already.
+pub fn has_error(slot: &FirstError) -> bool {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
 /// The first fatal error of a run, shared by the reader, the workers and the

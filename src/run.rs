@@ -326,20 +326,17 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     for r in results {
         r.map_err(|e| anyhow!("a worker failed: {e}"))?;
     }
-    let (trend_records, as_of) = match (store_writer, marker) {
-        (Some(h), _) => {
-            let mut store = h.join().map_err(|_| anyhow!("the store writer thread failed"))?;
-            (store.trend_records()?, store.as_of())
-        }
-        (_, Some(h)) => {
-            let mut marker = h.join().map_err(|_| anyhow!("the marker thread failed"))?;
-            (marker.trend_records()?, marker.as_of())
-        }
-        _ => (0, None),
-    };
+    let store = store_writer.map(|h| h.join().map_err(|_| anyhow!("the store writer thread failed"))).transpose()?;
+    let marker = marker.map(|h| h.join().map_err(|_| anyhow!("the marker thread failed"))).transpose()?;
+    // The run's first error, before the store is asked anything more.
     if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
+    let (trend_records, as_of) = match (store, marker) {
+        (Some(mut store), _) => (store.trend_records()?, store.as_of()),
+        (_, Some(mut marker)) => (marker.trend_records()?, marker.as_of()),
+        _ => (0, None),
+    };
     let stats = match cluster.process {
         0 => totals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         _ => ProcessStats::of(&metrics, &counters),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dead_letter_counts, parse_summary, run_clickflow, TempOut};
+use common::{dead_letter_counts, parse_summary, read_sqlite, run_clickflow, TempOut, STORE_FILE};
 use std::path::Path;
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -68,6 +68,39 @@ fn missing_input_file_is_one_clear_error() {
     assert!(err.contains("cannot open input file /nonexistent/events.jsonl"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_truncated_gzip_input_is_an_error_and_the_store_claims_nothing_past_what_was_read() {
+    use std::io::{BufRead, Write};
+    let dir = TempOut::new("truncated-gz");
+    let t0 = 1_709_251_200_000u64;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..200_000u64 {
+        writeln!(gz, r#"{{"ts": {}, "user_id": "u{}", "type": "view", "product_id": "p{}"}}"#, t0 + i * 1000, i % 97, i % 13).unwrap();
+    }
+    let full = gz.finish().unwrap();
+    let input = dir.path().join("events.jsonl.gz");
+    write(&input, &full[..full.len() * 6 / 10]);
+    // The largest ts of the lines that can be read back.
+    let mut readable = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&full[..full.len() * 6 / 10]));
+    let (mut line, mut max_ts) = (String::new(), 0u64);
+    while readable.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if let Some(ts) = line.strip_prefix(r#"{"ts": "#).and_then(|r| r.split(',').next()).and_then(|t| t.parse().ok()) {
+            max_ts = ts;
+        }
+        line.clear();
+    }
+    assert!(max_ts > t0, "some lines are readable");
+    let out = dir.path().join("out");
+    let o = run_clickflow(["run", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read") && err.contains("events.jsonl.gz") && !err.contains("panicked"), "{err}");
+    // A read error is not the end of the input: no tick at or past the last
+    // ts read is claimed (the end of input would close one above it).
+    let as_of = read_sqlite(&out.join(STORE_FILE)).as_of;
+    assert!(as_of.is_none_or(|a| a < max_ts), "as_of {as_of:?} but the last readable ts is {max_ts}");
 }
 
 #[test]

@@ -7,16 +7,11 @@
 
 mod common;
 
-use common::services::{clear_redis, config_text, connect_redis, expected_for_redis, produce_case, read_redis, redis_url, write_config, Names};
+use common::services::{clear_redis, config_text, connect_redis, expected_for_redis, produce_case, read_redis, redis_as_of, redis_url, write_config, Names};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A free port on 127.0.0.1 (released again; the cluster binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A `[cluster]` section for `processes` x `workers` on fresh ports.
 fn cluster_section(processes: usize, workers: usize) -> String {
@@ -56,24 +51,21 @@ fn log(state: &Path, p: usize) -> String {
     std::fs::read_to_string(state.join(format!("p{p}.log"))).unwrap_or_default()
 }
 
-/// Runs `jobs` four at a time; the failures.
-fn in_parallel<T: Send>(jobs: Vec<T>, run: impl Fn(T) -> Vec<String> + Sync) -> Vec<String> {
-    let queue = std::sync::Mutex::new(jobs);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..3 {
-            scope.spawn(|| loop {
-                let Some(job) = queue.lock().unwrap().pop() else { return };
-                failures.lock().unwrap().extend(run(job));
-            });
-        }
-    });
-    failures.into_inner().unwrap()
+/// The tests that run many cluster processes take turns: on two cores, the
+/// kill test's 10 s limit must not be eaten by another test's clusters.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Cluster runs at a time (each is 2 processes x 2 workers).
+const CLUSTERS_AT_ONCE: usize = 3;
 
 #[test]
 fn every_case_as_2_processes_x_2_workers_gives_the_store_and_deltas_of_1_process_x_1_worker() {
-    let failures = in_parallel(cases(), |case| {
+    let _turn = heavy();
+    let failures = in_parallel(cases(), CLUSTERS_AT_ONCE, |case| {
         let single = TempOut::new(&format!("cluster-1x1-{}", case.name));
         let mut multi = TempOut::new(&format!("cluster-2x2-{}", case.name));
         let o = run_case(&case, 1, single.path());
@@ -103,17 +95,14 @@ fn every_case_as_2_processes_x_2_workers_gives_the_store_and_deltas_of_1_process
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn has_late_events(case: &Case) -> bool {
-    case.expected()["dead_letters"]["late"].as_u64().unwrap_or(0) > 0
-}
-
 #[test]
 fn every_case_from_kafka_as_2_processes_x_2_workers_gives_the_redis_of_1_process_x_1_worker() {
+    let _turn = heavy();
     let redis = redis_url();
-    let failures = in_parallel(cases(), |case| {
+    let failures = in_parallel(cases(), CLUSTERS_AT_ONCE, |case| {
         // Four partitions spread the readers over both processes; one keeps a
         // case with late events exactly as the file orders it.
-        let partitions = if has_late_events(&case) { 1 } else { 4 };
+        let partitions = if case.has_late_events() { 1 } else { 4 };
         let dir = TempOut::new(&format!("cluster-kafka-{}", case.name));
         let base = std::fs::read_to_string(&case.config).unwrap();
         let single = Names::new(&format!("c1x1-{}", case.name));
@@ -154,7 +143,8 @@ fn every_case_from_kafka_as_2_processes_x_2_workers_gives_the_redis_of_1_process
 
 #[test]
 fn a_killed_process_stops_the_others_naming_it_and_a_relaunch_ends_as_expected() {
-    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let _turn = heavy();
+    let case = largest_case();
     let redis = redis_url();
     let dir = TempOut::new("cluster-kill");
     let names = Names::new("cluster-kill");
@@ -168,7 +158,7 @@ fn a_killed_process_stops_the_others_naming_it_and_a_relaunch_ends_as_expected()
     let start = cluster_sh("start", &config, &state, &args);
     assert!(start.status.success(), "{}", describe_output(&start, 3000));
     let mut conn = connect_redis(&redis);
-    let as_of = |conn: &mut redis::Connection| redis::Commands::hget::<_, _, Option<u64>>(conn, format!("{}meta", names.prefix), "as_of").unwrap();
+    let as_of = |conn: &mut redis::Connection| redis_as_of(conn, &names.prefix);
     let deadline = Instant::now() + Duration::from_secs(120);
     while as_of(&mut conn).is_none() {
         assert!(Instant::now() < deadline, "no tick written");
@@ -235,7 +225,7 @@ fn a_signal_to_one_process_stops_a_whole_live_cluster_cleanly() {
     assert!(start.status.success(), "{}", describe_output(&start, 3000));
     let mut conn = connect_redis(&redis);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while redis::Commands::hget::<_, _, Option<u64>>(&mut conn, format!("{}meta", names.prefix), "as_of").unwrap().is_none() {
+    while redis_as_of(&mut conn, &names.prefix).is_none() {
         assert!(Instant::now() < deadline, "no tick written: {}", log(&state, 0));
         std::thread::sleep(Duration::from_millis(20));
     }

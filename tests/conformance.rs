@@ -250,7 +250,7 @@ fn a_relaunch_after_a_crash_matches_an_uninterrupted_run() {
     // The largest case, killed (SIGKILL) part way, then run again with another batch size: the new run's ticks are not the old
     // one's, and the store must still end exactly as expected, with a
     // trend-delta file that replays to it.
-    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let case = largest_case();
     let expected = case.expected();
     let mut out = TempOut::new("crash");
     let config = |batch: usize| {

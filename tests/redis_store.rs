@@ -7,7 +7,7 @@
 mod common;
 
 use common::services::{clear_redis as clear, connect_redis as connect, dump_redis as dump, expected_for_redis, read_redis, redis_url, OwnRedis};
-use common::{cases, compare_uncapped, run_clickflow, Case, TempOut};
+use common::{case_named, cases, compare_uncapped, largest_case, run_clickflow, Case, TempOut};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,7 +49,7 @@ fn every_conformance_case_through_redis_matches_expected() {
 fn a_rerun_over_the_same_input_writes_nothing_to_redis() {
     let url = redis_url();
     let mut conn = connect(&url);
-    let case = cases().into_iter().find(|c| c.name == "session_gap").unwrap_or_else(|| cases().remove(0));
+    let case = case_named("session_gap");
     let prefix = "test:rerun:";
     clear(&mut conn, prefix);
     let out = TempOut::new("redis-rerun");
@@ -65,7 +65,7 @@ fn a_rerun_over_the_same_input_writes_nothing_to_redis() {
 
 #[test]
 fn redis_restarting_empty_mid_run_loses_nothing() {
-    let case = cases().into_iter().max_by_key(|c| c.events_size()).expect("a case");
+    let case = largest_case();
     let dir = TempOut::new("redis-restart");
     let mut redis = OwnRedis::start();
     let cfg = config(dir.path(), &case, &redis.url, "cf:", "\n[input]\nbatch_lines = 16384\n");

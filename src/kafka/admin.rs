@@ -68,11 +68,12 @@ pub fn ensure_topic(client: &BaseConsumer, cfg: &KafkaConfig, topic: &str, parti
     if !cfg.create_topics {
         bail!("Kafka topic `{topic}` does not exist on {} (create it, or set `kafka.create_topics = true`)", cfg.brokers);
     }
-    create_topic(cfg, topic, partitions)
+    create_topic(client, cfg, topic, partitions)
 }
 
-/// Creates `topic`; one that exists already is fine.
-pub fn create_topic(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<()> {
+/// Creates `topic`; one that exists already is fine. `client` (from
+/// [`metadata_client`]) waits for it to show up.
+pub fn create_topic(client: &BaseConsumer, cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = create(&client_config(cfg, &[], &BTreeMap::new(), &[]), cfg, "admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_millis(cfg.connect_timeout.ms)));
     let results = block_on(admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.topic_replication))], &opts))
@@ -85,9 +86,8 @@ pub fn create_topic(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<(
         }
     }
     // Wait until the broker describes it, so that the first produce finds it.
-    let client = metadata_client(cfg)?;
     for _ in 0..100 {
-        if self::partitions(&client, cfg, topic)?.is_some() {
+        if self::partitions(client, cfg, topic)?.is_some() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -20,7 +20,7 @@
 //! the clock back is never ahead, so reading always progresses; what waits
 //! is bounded by librdkafka's prefetch (`queued.max.messages.kbytes`).
 
-use super::{client_config, KafkaConfig};
+use super::{client_config, create, KafkaConfig};
 use crate::sinks::Committer;
 use crate::sources::decode::{Chunk, ChunkSource, CHUNK_LINES};
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,11 +100,7 @@ impl KafkaChunks {
     /// A consumer assigned `parts` of `kafka.topic`; chunks name them by
     /// their index in `parts`. Stops early when `stop` is set.
     pub fn new(cfg: &KafkaConfig, parts: &[PartitionRead], stop: Arc<AtomicBool>, alignment: Arc<Alignment>) -> Result<KafkaChunks> {
-        let consumer: Arc<BaseConsumer> = Arc::new(
-            consumer_config(cfg)
-                .create()
-                .with_context(|| format!("cannot create the Kafka consumer for {} (check the `kafka.consumer` properties)", cfg.brokers))?,
-        );
+        let consumer: Arc<BaseConsumer> = Arc::new(create(&consumer_config(cfg), cfg, "consumer")?);
         let mut tpl = TopicPartitionList::new();
         for p in parts {
             tpl.add_partition_offset(&cfg.topic, p.partition, Offset::Beginning)
@@ -302,9 +298,7 @@ pub struct OffsetCommitter {
 impl OffsetCommitter {
     /// A committer for `kafka.topic`.
     pub fn new(cfg: &KafkaConfig) -> Result<OffsetCommitter> {
-        let consumer: BaseConsumer = consumer_config(cfg)
-            .create()
-            .with_context(|| format!("cannot create the Kafka offset committer for {} (check the `kafka.consumer` properties)", cfg.brokers))?;
+        let consumer: BaseConsumer = create(&consumer_config(cfg), cfg, "offset committer")?;
         Ok(OffsetCommitter { consumer, topic: cfg.topic.clone(), brokers: cfg.brokers.clone() })
     }
 }
@@ -320,9 +314,22 @@ impl Committer for OffsetCommitter {
             match self.consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    // Errors no retry mends; anything else (brokers away, the
+                    // coordinator moving) is retried.
                     if matches!(
                         e.rdkafka_error_code(),
-                        Some(RDKafkaErrorCode::GroupAuthorizationFailed | RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::InvalidGroupId)
+                        Some(
+                            RDKafkaErrorCode::GroupAuthorizationFailed
+                                | RDKafkaErrorCode::TopicAuthorizationFailed
+                                | RDKafkaErrorCode::InvalidGroupId
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::UnknownTopic
+                                | RDKafkaErrorCode::UnknownPartition
+                                | RDKafkaErrorCode::InvalidArgument
+                                | RDKafkaErrorCode::OffsetMetadataTooLarge
+                                | RDKafkaErrorCode::InvalidCommitOffsetSize
+                                | RDKafkaErrorCode::UnsupportedVersion
+                        )
                     ) {
                         bail!("Kafka at {} refused the offset commit for `{}`: {e}", self.brokers, self.topic);
                     }

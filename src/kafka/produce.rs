@@ -13,6 +13,7 @@
 use super::admin::{create_topic, metadata_client, partitions};
 use super::producer::ReliableProducer;
 use super::KafkaConfig;
+use crate::metrics::now_ms;
 use crate::sources::file::FileSource;
 use crate::sources::LineSource;
 use anyhow::{bail, Result};
@@ -58,9 +59,6 @@ pub struct ProduceOptions {
     pub limit: Option<u64>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// `line` with its `ts` set to `ts`, if it is a JSON object.
 pub fn retimed(line: &[u8], ts: u64) -> Option<Vec<u8>> {
@@ -83,7 +81,7 @@ pub fn produce(cfg: &KafkaConfig, input: &Path, opts: &ProduceOptions) -> Result
             eprintln!("clickflow: topic `{topic}` exists with {} partitions; producing to those", p.len());
         }
         Some(_) => {}
-        None => create_topic(cfg, &topic, new_partitions)?,
+        None => create_topic(&client, cfg, &topic, new_partitions)?,
     }
     let mut producer = ReliableProducer::new(cfg, &topic)?;
     let started = Instant::now();

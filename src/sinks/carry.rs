@@ -21,6 +21,35 @@ use clickflow_dataflows::messages::{EntityKind, FeatureChange, TrendChange, Tren
 use clickflow_dataflows::Change;
 use std::collections::HashMap;
 
+/// A writer's view of what the store held when it was opened: which ticks
+/// to skip, and what they carry into the first tick written.
+pub struct Resume {
+    held: Option<u64>,
+    carry: Option<Carry>,
+}
+
+impl Resume {
+    /// Over a store whose `as_of` was `held` when opened.
+    pub fn new(held: Option<u64>) -> Self {
+        Resume { held, carry: held.map(|_| Carry::default()) }
+    }
+
+    /// The changes to write at tick `at`: `None` if the store holds the tick
+    /// already (they are carried), else `changes` with the carried ones.
+    pub fn changes(&mut self, at: u64, changes: Vec<Change>, store: &mut dyn TrendLookup) -> Result<Option<Vec<Change>>> {
+        if self.held.is_some_and(|h| h >= at) {
+            if let Some(c) = self.carry.as_mut() {
+                c.absorb(changes);
+            }
+            return Ok(None);
+        }
+        match self.carry.take() {
+            Some(c) => c.merge(at, changes, store).map(Some),
+            None => Ok(Some(changes)),
+        }
+    }
+}
+
 /// The latest change of every key from ticks the store already held.
 #[derive(Default)]
 pub struct Carry {

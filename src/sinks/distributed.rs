@@ -17,12 +17,12 @@
 //!   for that tick), then commits the offsets the tick reflects.
 //!
 //! A writer that fails records the run's error and releases its ticks; the
-//! marker then finds the tick incomplete and stops, so the run ends with the
-//! error instead of hanging.
+//! marker then finds the tick incomplete and stops, commits nothing more, and
+//! the readers stop on the error, so the run ends with it instead of hanging.
 
-use super::carry::Carry;
-use super::{by_closed_tick, Commits, Committer, TrendDeltas, TrendLookup};
-use crate::metrics::{record_error, FirstError, Metrics};
+use super::carry::Resume;
+use super::{by_closed_tick, trend_deltas, write_deltas, Commits, Committer, TrendDeltas, TrendLookup};
+use crate::metrics::{has_error, now_ms, record_error, FirstError, Metrics};
 use anyhow::{anyhow, Result};
 use clickflow_dataflows::messages::{OffsetReport, TrendChange};
 use clickflow_dataflows::Change;
@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -70,9 +70,6 @@ pub struct Written {
     pub closed_ms: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 struct RowsTick {
     at: u64,
@@ -84,31 +81,17 @@ fn spawn_rows_writer(mut rows: Box<dyn Rows>, wake: timely::scheduling::SyncActi
     let (tx, rx) = sync_channel::<RowsTick>(2);
     let (done_tx, done) = channel::<Written>();
     std::thread::Builder::new().name("clickflow:rows".into()).spawn(move || {
-        let mut carry = rows.as_of().map(|_| Carry::default());
-        let held = rows.as_of();
-        for mut tick in rx {
-            let written = if held.is_some_and(|a| a >= tick.at) {
-                if let Some(c) = carry.as_mut() {
-                    c.absorb(std::mem::take(&mut tick.changes));
+        let mut resume = Resume::new(rows.as_of());
+        for tick in rx {
+            let (at, closed_ms) = (tick.at, tick.closed_ms);
+            let written = resume.changes(at, tick.changes, rows.as_mut()).and_then(|changes| match changes {
+                None => Ok(Written { at, server: None, deltas: Vec::new(), closed_ms }),
+                Some(changes) => {
+                    let deltas = trend_deltas(&changes).cloned().collect();
+                    let server = rows.write_rows(at, &changes)?;
+                    Ok(Written { at, server: Some(server), deltas, closed_ms })
                 }
-                Ok(Written { at: tick.at, server: None, deltas: Vec::new(), closed_ms: tick.closed_ms })
-            } else {
-                let merged = match carry.take() {
-                    Some(c) => c.merge(tick.at, std::mem::take(&mut tick.changes), rows.as_mut()),
-                    None => Ok(std::mem::take(&mut tick.changes)),
-                };
-                merged.and_then(|changes| {
-                    let deltas = changes
-                        .iter()
-                        .filter_map(|c| match c {
-                            Change::Trend(t) => Some(t.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    let server = rows.write_rows(tick.at, &changes)?;
-                    Ok(Written { at: tick.at, server: Some(server), deltas, closed_ms: tick.closed_ms })
-                })
-            };
+            });
             match written {
                 Ok(w) => {
                     if done_tx.send(w).is_err() {
@@ -210,8 +193,8 @@ fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, err
     let (tx, rx) = sync_channel::<MarkerTick>(2);
     let handle = std::thread::Builder::new().name("clickflow:marker".into()).spawn(move || {
         let mut commits = Commits::default();
-        for mut tick in rx {
-            if let Err(e) = marker_tick(&mut parts, &mut tick, peers, &metrics, &mut commits) {
+        for tick in rx {
+            if let Err(e) = marker_tick(&mut parts, tick, peers, &metrics, &mut commits, &error) {
                 record_error(&error, e);
                 break;
             }
@@ -221,7 +204,10 @@ fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, err
     Ok((tx, handle))
 }
 
-fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, metrics: &Metrics, commits: &mut Commits) -> Result<()> {
+/// One tick at the marker: its deltas, `as_of`, then its offsets. A tick no
+/// worker answered for carries only offsets (of messages reflected without
+/// a row: dead letters, or a tick closed before).
+fn marker_tick(parts: &mut MarkerParts, tick: MarkerTick, peers: usize, metrics: &Metrics, commits: &mut Commits, error: &FirstError) -> Result<()> {
     let at = tick.at;
     let mut holds = true;
     if !tick.written.is_empty() {
@@ -230,10 +216,7 @@ fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, met
         }
         let servers: Vec<&str> = tick.written.iter().filter_map(|w| w.server.as_deref()).collect();
         if !servers.is_empty() {
-            let mut deltas: Vec<&TrendChange> = tick.written.iter().flat_map(|w| &w.deltas).collect();
-            deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-            parts.deltas.write(&deltas)?;
-            parts.deltas.flush()?;
+            write_deltas(parts.deltas.as_mut(), tick.written.iter().flat_map(|w| &w.deltas))?;
             let same = servers.len() == peers && servers.iter().all(|s| *s == servers[0]);
             holds = same && parts.marker.set_as_of(at, servers[0])?;
             if holds {
@@ -244,10 +227,12 @@ fn marker_tick(parts: &mut MarkerParts, tick: &mut MarkerTick, peers: usize, met
             }
         }
     }
-    if let (true, Some(committer)) = (holds, parts.committer.as_mut()) {
+    // After an error anywhere nothing more is committed: the relaunch reads
+    // again. (A failed writer records its error before it lets go of its
+    // ticks, so a tick it failed on never commits as an offsets-only one.)
+    if let (true, false, Some(committer)) = (holds, has_error(error), parts.committer.as_mut()) {
         commits.commit(committer.as_mut(), &tick.offsets)?;
     }
-    tick.written.clear();
     Ok(())
 }
 

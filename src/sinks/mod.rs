@@ -20,9 +20,9 @@ pub mod jsonl;
 pub mod redis;
 pub mod sqlite;
 
-use crate::metrics::{record_error, FirstError, Metrics};
+use crate::metrics::{has_error, record_error, FirstError, Metrics};
 use anyhow::Result;
-use carry::Carry;
+use carry::Resume;
 use clickflow_dataflows::messages::{EntityKind, TrendChange, TrendValues};
 use clickflow_dataflows::Change;
 use std::collections::BTreeMap;
@@ -151,11 +151,13 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
     let (tx, rx) = sync_channel::<ClosedTick>(2);
     let handle = std::thread::Builder::new().name("clickflow:store".into()).spawn(move || {
         let mut commits = Commits::default();
-        let mut carry: Option<Carry> = parts.store.as_of().map(|_| Carry::default());
+        let mut resume = Resume::new(parts.store.as_of());
         for mut tick in rx {
-            if let Err(e) = write_closed_tick(&mut parts, &mut tick, &mut carry, &metrics).and_then(|_| match parts.committer.as_mut() {
-                Some(c) => commits.commit(c.as_mut(), &tick.offsets),
-                None => Ok(()),
+            let offsets = std::mem::take(&mut tick.offsets);
+            if let Err(e) = write_closed_tick(&mut parts, tick, &mut resume, &metrics).and_then(|_| match parts.committer.as_mut() {
+                // After an error anywhere nothing more is committed: the relaunch reads again.
+                Some(c) if !has_error(&error) => commits.commit(c.as_mut(), &offsets),
+                _ => Ok(()),
             }) {
                 record_error(&error, e);
                 break;
@@ -167,35 +169,33 @@ pub fn spawn_writer(mut parts: SinkParts, metrics: Arc<Metrics>, error: FirstErr
 }
 
 /// Writes one tick to the store (or carries it, if the store holds it already).
-fn write_closed_tick(parts: &mut SinkParts, tick: &mut ClosedTick, carry: &mut Option<Carry>, metrics: &Metrics) -> Result<()> {
+fn write_closed_tick(parts: &mut SinkParts, tick: ClosedTick, resume: &mut Resume, metrics: &Metrics) -> Result<()> {
     if !tick.is_tick {
         return Ok(());
     }
-    if parts.store.as_of().is_some_and(|a| a >= tick.at) {
-        if let Some(c) = carry.as_mut() {
-            c.absorb(std::mem::take(&mut tick.changes));
-        }
+    let Some(changes) = resume.changes(tick.at, tick.changes, parts.store.as_mut())? else {
         return Ok(());
-    }
-    // The first tick written over a store that held some: carried changes,
-    // and every trend delta against the store.
-    if let Some(c) = carry.take() {
-        tick.changes = c.merge(tick.at, std::mem::take(&mut tick.changes), parts.store.as_mut())?;
-    }
-    let mut deltas: Vec<&TrendChange> = tick
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Trend(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-    parts.deltas.write(&deltas)?;
-    parts.deltas.flush()?;
-    parts.store.write_tick(tick.at, &tick.changes)?;
+    };
+    write_deltas(parts.deltas.as_mut(), trend_deltas(&changes))?;
+    parts.store.write_tick(tick.at, &changes)?;
     metrics.record_tick(tick.at, tick.closed.elapsed());
     Ok(())
+}
+
+/// The trend deltas among a tick's changes.
+pub fn trend_deltas(changes: &[Change]) -> impl Iterator<Item = &TrendChange> {
+    changes.iter().filter_map(|c| match c {
+        Change::Trend(t) => Some(t),
+        _ => None,
+    })
+}
+
+/// Writes one tick's trend deltas in key order (SPEC section 6) and makes them durable.
+pub fn write_deltas<'a>(sink: &mut dyn TrendDeltas, deltas: impl IntoIterator<Item = &'a TrendChange>) -> Result<()> {
+    let mut deltas: Vec<&TrendChange> = deltas.into_iter().collect();
+    deltas.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    sink.write(&deltas)?;
+    sink.flush()
 }
 
 /// A sink of `items` (each of the tick `tick_of` says) and offset reports:

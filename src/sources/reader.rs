@@ -36,7 +36,7 @@
 
 use super::decode::{ChunkSource, Decoded, Decoder};
 use super::offsets::SafeOffsets;
-use crate::metrics::{record_error, FirstError, Metrics};
+use crate::metrics::{has_error, now_ms, record_error, FirstError, Metrics};
 use crate::sinks::DeadLetters;
 use clickflow_dataflows::clock::{ActiveLow, Admit, ReaderState, Readers};
 use clickflow_dataflows::event::UaPatterns;
@@ -46,7 +46,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{Operator, OutputBuilder};
@@ -148,8 +148,14 @@ struct Gossip {
     stopping: bool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// `low` rounded down to its tick: the granularity of the gossip, and so of
+/// alignment (comparing one worker's exact watermark with another's rounded
+/// one could hold both back for good when `max_drift` is below a tick).
+fn at_tick(low: ActiveLow, tick: u64) -> ActiveLow {
+    match low {
+        ActiveLow::Low(Some(wm)) => ActiveLow::Low(Some(wm / tick * tick)),
+        other => other,
+    }
 }
 
 /// How often a live reader wakes up without data (wall clock, idleness, shutdown).
@@ -296,9 +302,6 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                                 "future" => future += 1,
                                 _ => invalid += 1,
                             }
-                            if let (Some(o), Some(s)) = (offset, safe[r].as_mut()) {
-                                s.read(o, None);
-                            }
                             if let Some(dl) = dead_letters.as_mut() {
                                 unflushed = true;
                                 if let Err(e) = dl.write(reason, &detail, &chunk.position(name, i), chunk.line(i)) {
@@ -306,6 +309,10 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                                     failed = true;
                                     break;
                                 }
+                            }
+                            // Reflected once its dead letter is written.
+                            if let (Some(o), Some(s)) = (offset, safe[r].as_mut()) {
+                                s.read(o, None);
                             }
                         }
                     }
@@ -320,7 +327,9 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                     }
                 }
                 if let Some(e) = chunk.error.take() {
+                    // Not the end of the input: stop, without closing `A_end`.
                     record_error(&error, e);
+                    failed = true;
                 }
                 if chunk.last {
                     readers.finish(r);
@@ -331,11 +340,11 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             metrics.late.fetch_add(late, Ordering::Relaxed);
             metrics.future.fetch_add(future, Ordering::Relaxed);
             if let Some(align) = alignment.as_ref() {
-                let low = readers.active_low().min(heard);
+                let low = at_tick(readers.active_low(), tick).min(heard);
                 for r in 0..readers.len() {
                     let wm = readers.clock(r).watermark();
                     let ahead = match low {
-                        ActiveLow::Low(Some(low)) => wm.is_some_and(|w| w > low.saturating_add(pace.max_drift_ms)),
+                        ActiveLow::Low(Some(low)) => wm.is_some_and(|w| w / tick * tick > low.saturating_add(pace.max_drift_ms)),
                         // Someone has read nothing yet: those who have wait for it.
                         ActiveLow::Low(None) => wm.is_some() && readers.state(r) == ReaderState::Active,
                         ActiveLow::NoneActive => false,
@@ -355,7 +364,8 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                     }
                 }
             }
-            let stopping = failed || pace.stop.load(Ordering::Relaxed) || stop_heard.get();
+            // An error anywhere in this process (a store writer's too) ends the run.
+            let stopping = failed || pace.stop.load(Ordering::Relaxed) || stop_heard.get() || has_error(&error);
             let batch_full = since_close >= batch_lines;
             let closed = if stopping {
                 // The source's feeder thread watches this flag too: it must end.
@@ -392,6 +402,7 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
                                 // Dead letters of the offsets reported must be durable first.
                                 if let Some(Err(e)) = dead_letters.as_mut().map(|d| d.flush()) {
                                     record_error(&error, e);
+                                    break;
                                 }
                                 unflushed = false;
                             }
@@ -405,10 +416,7 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
             // At tick granularity, which is all that following and alignment
             // need: in wall-clock mode the exact value moves on every wake-up,
             // and each change would wake every other reader in turn.
-            let active = match readers.active_low() {
-                ActiveLow::Low(Some(wm)) => ActiveLow::Low(Some(wm / tick * tick)),
-                other => other,
-            };
+            let active = at_tick(readers.active_low(), tick);
             if !told_once || active != told || stopping {
                 told_once = true;
                 told = active;

@@ -87,6 +87,44 @@ impl Case {
             .unwrap_or_else(|e| panic!("case {}: cannot stat {}: {e}", self.name, self.events.display()))
             .len()
     }
+
+    /// Whether the expected output has late dead letters (such a case keeps
+    /// its lateness only when read as one reader, in file order).
+    pub fn has_late_events(&self) -> bool {
+        self.expected()["dead_letters"]["late"].as_u64().unwrap_or(0) > 0
+    }
+}
+
+/// A free port on 127.0.0.1 (released again: the caller's server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port on 127.0.0.1").port()
+}
+
+/// The case with the largest input (the one a mid-run interruption can hit).
+pub fn largest_case() -> Case {
+    cases().into_iter().max_by_key(|c| c.events_size()).expect("a conformance case")
+}
+
+/// The case called `name`, or the first case if this checkout has no such
+/// case (the test then runs on another case's data).
+pub fn case_named(name: &str) -> Case {
+    cases().into_iter().find(|c| c.name == name).unwrap_or_else(|| cases().remove(0))
+}
+
+/// Runs `jobs` on `threads` threads; every job's problems, concatenated.
+pub fn in_parallel<T: Send>(jobs: Vec<T>, threads: usize, run: impl Fn(T) -> Vec<String> + Sync) -> Vec<String> {
+    let queue = std::sync::Mutex::new(jobs);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let Some(job) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else { return };
+                let problems = run(job);
+                failures.lock().unwrap_or_else(|p| p.into_inner()).extend(problems);
+            });
+        }
+    });
+    failures.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 fn first_existing(dir: &Path, names: &[&str]) -> Option<PathBuf> {

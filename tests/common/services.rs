@@ -27,7 +27,8 @@ fn from_env_file(var: &str) -> Option<String> {
     if let Ok(v) = std::env::var(var) {
         return Some(v);
     }
-    let env = Path::new(env!("CARGO_MANIFEST_DIR")).join(".services/env");
+    let dir = std::env::var_os("CLICKFLOW_SERVICES_DIR").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".services"), PathBuf::from);
+    let env = dir.join("env");
     let prefix = format!("{var}=");
     std::fs::read_to_string(env).ok()?.lines().find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
 }
@@ -111,6 +112,11 @@ pub fn expected_for_redis(case: &Case) -> Value {
         }
     }
     want
+}
+
+/// `<prefix>meta as_of` (`None`: no tick written yet).
+pub fn redis_as_of(conn: &mut redis::Connection, prefix: &str) -> Option<u64> {
+    conn.hget::<_, _, Option<u64>>(format!("{prefix}meta"), "as_of").unwrap_or_else(|e| panic!("cannot read {prefix}meta as_of: {e}"))
 }
 
 /// Every key under `prefix` with its full value, for exact equality.
@@ -345,7 +351,7 @@ impl OwnRedis {
 
     /// Starts one and waits until it answers.
     pub fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::free_port();
         let redis = OwnRedis { child: Self::spawn(port), port, url: format!("redis://127.0.0.1:{port}/") };
         redis.connect();
         redis
@@ -368,7 +374,7 @@ impl OwnRedis {
     pub fn restart_under(&mut self, run: std::process::Child, prefix: &str, down: Duration) -> std::process::Output {
         let mut conn = self.connect();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while conn.hget::<_, _, Option<String>>(format!("{prefix}meta"), "as_of").ok().flatten().is_none() {
+        while redis_as_of(&mut conn, prefix).is_none() {
             assert!(Instant::now() < deadline, "no tick written");
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -69,7 +69,8 @@ impl Link {
     }
 
     /// Runs `op` until it succeeds; an error the server answers (not a lost
-    /// connection) fails at once.
+    /// connection, nor one that says to wait, like `LOADING` while a
+    /// restarted server reads its dump) fails at once.
     fn retry<T>(&mut self, mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -90,6 +91,11 @@ impl Link {
             let Some(conn) = self.conn.as_mut() else { continue };
             match op(conn) {
                 Ok(v) => return Ok(v),
+                Err(e) if matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry) => {
+                    eprintln!("clickflow: Redis at {} is busy ({e}); retrying in {} ms", self.url, backoff.as_millis());
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
                 Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() => {
                     eprintln!("clickflow: Redis at {} unreachable ({e}); retrying in {} ms", self.url, backoff.as_millis());
                     self.conn = None;
@@ -113,7 +119,6 @@ pub struct RedisRows {
     users: HashMap<String, String>,
     trends: HashMap<(String, String), TrendValues>,
     lists: HashMap<String, Vec<(String, f64)>>,
-    last: u64,
 }
 
 impl RedisRows {
@@ -128,7 +133,6 @@ impl RedisRows {
             users: HashMap::new(),
             trends: HashMap::new(),
             lists: HashMap::new(),
-            last: 0,
         })
     }
 
@@ -294,7 +298,6 @@ impl Rows for RedisRows {
 
     fn write_rows(&mut self, at: u64, changes: &[Change]) -> Result<String> {
         let pipe = self.tick_pipeline(at, changes)?;
-        self.last = at;
         let (info,): (String,) = self.link.retry(|conn| pipe.query(conn))?;
         let mut server = run_id(&info);
         while self.server.as_ref().is_some_and(|s| *s != server) {
@@ -306,7 +309,7 @@ impl Rows for RedisRows {
                 self.trends.len(),
                 self.lists.len()
             );
-            let restore = self.restore_pipeline(self.last)?;
+            let restore = self.restore_pipeline(at)?;
             let (info,): (String,) = self.link.retry(|conn| restore.query(conn))?;
             self.server = Some(server.clone());
             server = run_id(&info);
