@@ -170,27 +170,25 @@ enum Sinks {
     Distributed(Vec<Box<dyn Rows>>, Option<MarkerParts>),
 }
 
-fn open_sinks(config: &Config, target: &RunTarget, committer: impl FnOnce() -> Result<Option<Box<dyn Committer>>>) -> Result<(Sinks, Option<u64>)> {
+fn open_sinks(config: &Config, target: &RunTarget, committer: impl FnOnce() -> Result<Option<Box<dyn Committer>>>) -> Result<Sinks> {
     let first = target.cluster.process == 0;
     Ok(match config.store.kind {
         StoreKind::Sqlite => {
             if !first {
-                return Ok((Sinks::Central(None), None));
+                return Ok(Sinks::Central(None));
             }
             let store = SqliteStore::open(&target.out.join(STORE_FILE))?;
-            let as_of = store.as_of();
-            let deltas = deltas_sink(config, &target.out, as_of)?;
-            (Sinks::Central(Some(SinkParts { store: Box::new(store), deltas, committer: committer()? })), as_of)
+            let deltas = deltas_sink(config, &target.out, store.as_of())?;
+            Sinks::Central(Some(SinkParts { store: Box::new(store), deltas, committer: committer()? }))
         }
         StoreKind::Redis => {
             let rows = (0..target.cluster.workers).map(|_| RedisRows::open(&config.redis).map(|r| Box::new(r) as Box<dyn Rows>)).collect::<Result<Vec<_>>>()?;
             if !first {
-                return Ok((Sinks::Distributed(rows, None), None));
+                return Ok(Sinks::Distributed(rows, None));
             }
             let marker = RedisMarker::open(&config.redis)?;
-            let as_of = marker.as_of();
-            let deltas = deltas_sink(config, &target.out, as_of)?;
-            (Sinks::Distributed(rows, Some(MarkerParts { marker: Box::new(marker), deltas, committer: committer()? })), as_of)
+            let deltas = deltas_sink(config, &target.out, marker.as_of())?;
+            Sinks::Distributed(rows, Some(MarkerParts { marker: Box::new(marker), deltas, committer: committer()? }))
         }
     })
 }
@@ -212,7 +210,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let stop = Arc::new(AtomicBool::new(false));
     let inputs = worker_inputs(config, target, kind, &metrics, &stop)?;
     std::fs::create_dir_all(&target.out).with_context(|| format!("cannot create the output directory {}", target.out.display()))?;
-    let (sinks, _) = open_sinks(config, target, || {
+    let sinks = open_sinks(config, target, || {
         Ok(match kind {
             InputKind::Kafka => Some(Box::new(OffsetCommitter::new(&config.kafka)?) as Box<dyn Committer>),
             _ => None,
