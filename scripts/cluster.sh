@@ -12,9 +12,12 @@
 # State (pid, log and exit status per process) lives in
 # $CLICKFLOW_CLUSTER_DIR, default .cluster/<config name>/. On several machines,
 # run `clickflow run --config CONFIG --process P` on each (see the README).
+#
+# The processes run in the caller's directory: relative paths in CONFIG and
+# the arguments mean what they mean there.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${CLICKFLOW_BIN:-$CARGO_TARGET_DIR/release/clickflow}"
 
 say() { echo "cluster: $*" >&2; }
@@ -26,7 +29,7 @@ CONFIG=$2
 shift 2
 [ -f "$CONFIG" ] || { say "no config file $CONFIG"; exit 1; }
 NAME=$(basename "$CONFIG" .toml)
-DIR="${CLICKFLOW_CLUSTER_DIR:-$PWD/.cluster/$NAME}"
+DIR="${CLICKFLOW_CLUSTER_DIR:-$ROOT/.cluster/$NAME}"
 
 # processes, workers per process and the join timeout (s) of CONFIG's [cluster].
 read -r PROCESSES WORKERS JOIN_S < <(python3 - "$CONFIG" <<'PY'
@@ -46,13 +49,15 @@ alive() {
     local f="$DIR/p$1.pid" pid
     [ -f "$f" ] || return 1
     pid=$(cat "$f")
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--config $CONFIG"
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "--config $CONFIG --process $1 "
 }
 
 start() {
-    if [ ! -x "$BIN" ]; then
-        cargo build --release --quiet
+    # The project's own binary, rebuilt if stale (CLICKFLOW_BIN: that one as it is).
+    if [ -z "${CLICKFLOW_BIN:-}" ]; then
+        (cd "$ROOT" && cargo build --release --quiet --bin clickflow)
     fi
+    [ -x "$BIN" ] || { say "no clickflow binary at $BIN"; exit 1; }
     for p in $(seq 0 $((PROCESSES - 1))); do
         if alive "$p"; then
             say "process $p of $CONFIG is running already (pid $(cat "$DIR/p$p.pid")); stop it first"
