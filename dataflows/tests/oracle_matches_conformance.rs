@@ -34,8 +34,10 @@ fn read_maybe_gz(dir: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 /// Splits a JSON Lines file into lines (without the `\n`; a CR stays, as a
-/// reader would hand it to the decoder).
+/// reader would hand it to the decoder), skipping a byte order mark at the
+/// very start of the file (SPEC section 1).
 fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
 }
 

@@ -25,6 +25,9 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// A file of events.
 pub struct FileSource {
     path: PathBuf,
@@ -66,6 +69,11 @@ impl LineSource for FileSource {
         self.line += 1;
         if buf.last() == Some(&b'\n') {
             buf.pop();
+        }
+        // SPEC section 1: a byte order mark at the very start of the file is
+        // skipped; anywhere else it is part of its line.
+        if self.line == 1 && buf.starts_with(BOM) {
+            buf.drain(..BOM.len());
         }
         Ok(true)
     }
