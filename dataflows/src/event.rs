@@ -12,7 +12,9 @@
 //! * `user_id` is a non-empty string of at most 128 UTF-8 bytes;
 //! * `type` is exactly `view`, `cart` or `purchase`;
 //! * the optional fields must have their JSON type when present; `null`
-//!   counts as missing; `price` must be `>= 0`; unknown fields are ignored.
+//!   counts as missing; `price` must be `>= 0`; unknown fields are ignored,
+//!   but must be valid JSON by the same rules, nested at most
+//!   [`MAX_NESTING`] levels deep (the event object included).
 //!
 //! Decoding borrows from the line where it can; the only allocations are the
 //! owned strings of the resulting [`Event`]. The user agent is not kept: it is
@@ -28,6 +30,12 @@ pub const TS_LIMIT: u64 = 253_402_300_800_000;
 
 /// The most bytes a `user_id` may have.
 pub const USER_ID_MAX_BYTES: usize = 128;
+
+/// The deepest nesting of arrays and objects a line may have, the event
+/// object itself included (serde_json's recursion limit): a line nested
+/// deeper, in any field, known or ignored, is invalid (`recursion limit
+/// exceeded`). Never a stack overflow, however deep.
+pub const MAX_NESTING: usize = 127;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -146,8 +154,20 @@ fn clean_error(e: &serde_json::Error) -> String {
     msg.replace(" at line 1 column ", " at column ")
 }
 
+/// A nested parse's error without its position (the outer parse adds the
+/// line's column).
+fn bare_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg,
+    }
+}
+
 /// A JSON value of one of the event fields, before validation.
 enum Field<'a> {
+    /// The `ts` field, read from its literal ([`TsSeed`]): the ms, or what is wrong.
+    Ts(Result<u64, String>),
     Null,
     Str(Cow<'a, str>),
     UInt(u64),
@@ -164,6 +184,7 @@ impl Field<'_> {
     fn type_name(&self) -> &'static str {
         match self {
             Field::Null => "null",
+            Field::Ts(_) => "a timestamp",
             Field::Str(_) => "a string",
             Field::UInt(_) | Field::NegInt | Field::Float(_) => "a number",
             Field::Bool => "a boolean",
@@ -218,6 +239,57 @@ impl<'de> DeserializeSeed<'de> for FieldVisitor {
     type Value = Field<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+/// Reads the `ts` field from its literal text, so that what is wrong with it
+/// is said precisely: `-0` is negative zero, `18446744073709551616` is out of
+/// range (not "a fraction or an exponent", which is what the parsed double
+/// would suggest). `null` is [`Field::Null`] (missing); every other value is
+/// [`Field::Ts`], and one that is not a number or a string is still checked
+/// for duplicate keys and unpaired surrogates inside.
+struct TsSeed;
+
+impl<'de> DeserializeSeed<'de> for TsSeed {
+    type Value = Result<u64, String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get();
+        let sub = || serde_json::Deserializer::from_str(text);
+        match text.as_bytes().first() {
+            Some(b'"') => {
+                let s = sub().deserialize_str(KeyVisitor).map_err(|e| de::Error::custom(bare_error(&e)))?;
+                Ok(parse_rfc3339(&s).map_err(|e| format!("`ts` {e}")))
+            }
+            Some(b'-' | b'0'..=b'9') => Ok(ts_number(text)),
+            Some(b'n') => Ok(Err(String::from("missing `ts`"))),
+            _ => {
+                sub().deserialize_any(StrictAny).map_err(|e| de::Error::custom(bare_error(&e)))?;
+                let kind = match text.as_bytes().first() {
+                    Some(b'[') => "an array",
+                    Some(b'{') => "an object",
+                    _ => "a boolean",
+                };
+                Ok(Err(format!("`ts` must be an integer or an RFC 3339 string, got {kind}")))
+            }
+        }
+    }
+}
+
+/// A `ts` number literal: a JSON integer, `0 <= ts <` [`TS_LIMIT`].
+fn ts_number(text: &str) -> Result<u64, String> {
+    if text.contains(['.', 'e', 'E']) {
+        return Err("`ts` must be an integer literal (no fraction, no exponent)".into());
+    }
+    if text == "-0" {
+        return Err("`ts` is -0 (negative zero), not a non-negative integer".into());
+    }
+    if text.starts_with('-') {
+        return Err("`ts` is negative".into());
+    }
+    match text.parse::<u64>() {
+        Ok(ts) if ts < TS_LIMIT => Ok(ts),
+        _ => Err(format!("`ts` {text} is not below {TS_LIMIT}")),
     }
 }
 
@@ -340,7 +412,7 @@ impl<'de> Visitor<'de> for RawVisitor {
                     if raw.fields[i].is_some() {
                         return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
                     }
-                    raw.fields[i] = Some(map.next_value_seed(FieldVisitor)?);
+                    raw.fields[i] = Some(if i == 0 { Field::Ts(map.next_value_seed(TsSeed)?) } else { map.next_value_seed(FieldVisitor)? });
                 }
                 None => {
                     if unknown.contains(&key) {
@@ -399,16 +471,7 @@ impl<'a> RawEvent<'a> {
     fn validate(mut self, patterns: &UaPatterns) -> Result<Event, Invalid> {
         let ts = match self.take(0) {
             None => return Err(Invalid("missing `ts`".into())),
-            Some(Field::UInt(v)) => v,
-            Some(Field::NegInt) => return Err(Invalid("`ts` is negative".into())),
-            Some(Field::Float(_)) => {
-                return Err(Invalid(
-                    "`ts` must be an integer literal (no fraction, no exponent)".into(),
-                ))
-            }
-            Some(Field::Str(s)) => {
-                parse_rfc3339(&s).map_err(|e| Invalid(format!("`ts` {e}")))?
-            }
+            Some(Field::Ts(ts)) => ts.map_err(Invalid)?,
             Some(other) => {
                 return Err(Invalid(format!(
                     "`ts` must be an integer or an RFC 3339 string, got {}",
@@ -416,9 +479,6 @@ impl<'a> RawEvent<'a> {
                 )))
             }
         };
-        if ts >= TS_LIMIT {
-            return Err(Invalid(format!("`ts` {ts} is not below {TS_LIMIT}")));
-        }
         let user_id = match self.optional_str(1)? {
             None => return Err(Invalid("missing `user_id`".into())),
             Some(s) if s.is_empty() => return Err(Invalid("`user_id` is empty".into())),
@@ -621,6 +681,37 @@ mod tests {
             assert!(decode(&line).is_err(), "{line}");
         }
         assert_eq!(decode(r#"{"ts": 253402300799999, "user_id": "u", "type": "view"}"#).unwrap().ts, 253_402_300_799_999);
+    }
+
+    #[test]
+    fn ts_details_say_what_is_wrong() {
+        let detail = |ts: &str| decode(&format!(r#"{{"ts": {ts}, "user_id": "u", "type": "view"}}"#)).unwrap_err().0;
+        assert_eq!(detail("-0"), "`ts` is -0 (negative zero), not a non-negative integer");
+        assert_eq!(detail("18446744073709551616"), "`ts` 18446744073709551616 is not below 253402300800000");
+        assert_eq!(detail("253402300800000"), "`ts` 253402300800000 is not below 253402300800000");
+        assert_eq!(detail("-5"), "`ts` is negative");
+        assert_eq!(detail("1.0"), "`ts` must be an integer literal (no fraction, no exponent)");
+        assert_eq!(detail("17e2"), "`ts` must be an integer literal (no fraction, no exponent)");
+        assert_eq!(detail("null"), "missing `ts`");
+        assert_eq!(detail("true"), "`ts` must be an integer or an RFC 3339 string, got a boolean");
+        assert_eq!(detail("[1]"), "`ts` must be an integer or an RFC 3339 string, got an array");
+        assert!(detail(r#"{"a": 1, "a": 2}"#).contains("duplicate key `a`"));
+        assert!(detail(r#""2024-01-10T00:00:00\ud800Z""#).starts_with("unexpected end of hex escape at column"), "{}", detail(r#""\ud800Z""#));
+        assert!(detail(r#""2024-01-10T00:00:00\udc00Z""#).starts_with("lone leading surrogate in hex escape at column"));
+        assert!(detail(r#""2024-01-10 00:00:00Z""#).contains("not an RFC 3339 date-time"));
+        assert!(decode(r#"{"ts": null, "ts": 1, "user_id": "u", "type": "view"}"#).unwrap_err().0.contains("duplicate key `ts`"));
+        assert_eq!(decode(r#"{"ts": "2024-01-10T00:00:00Z", "user_id": "u", "type": "view"}"#).unwrap().ts, 1_704_844_800_000);
+        assert_eq!(decode(r#"{"ts":0,"user_id":"u","type":"view"}"#).unwrap().ts, 0);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_invalid_and_never_overflows_the_stack() {
+        let nested = |depth: usize| format!(r#"{{"ts": 1, "user_id": "u", "type": "view", "x": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        assert!(decode(&nested(MAX_NESTING - 1)).is_ok(), "the event object plus {} levels", MAX_NESTING - 1);
+        let deep = decode(&nested(MAX_NESTING)).unwrap_err().0;
+        assert!(deep.contains("recursion limit exceeded"), "{deep}");
+        assert!(decode(&nested(10_000)).is_err());
+        assert!(decode(&format!(r#"{{"ts": {}1{}, "user_id": "u", "type": "view"}}"#, "[".repeat(10_000), "]".repeat(10_000))).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod messages;
 pub mod params;
 pub mod sessions;
 pub mod slab;
+pub mod spend;
 pub mod trending;
 pub mod trends;
 pub mod user_features;

@@ -60,7 +60,8 @@ impl EntityKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Contribution {
     /// The tick the event enters at (a retraction: the tick after the flag
-    /// time); it counts from the first output tick at or after it.
+    /// time); it counts from the first output tick at or after it. The
+    /// contribution travels at a timely time at or below it.
     pub at: u64,
     /// Product or category.
     pub kind: EntityKind,

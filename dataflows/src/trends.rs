@@ -5,7 +5,10 @@
 //!   worker) sums them once the tick is closed and broadcasts `w*`: the
 //!   smallest width with at least `trend_min_events`, else the largest.
 //! * **Counts.** Contributions are exchanged by entity and applied once the
-//!   frontier passes their tag (the tick their event enters at). Each worker
+//!   frontier passes their tag (the tick their event enters at): the user
+//!   stage sends each one at a timely time at or below its tag, so a frontier
+//!   past a tick means every contribution tagged at or before it has arrived.
+//!   Each worker
 //!   keeps one [`WindowLog`] over all its entities' events, counting in every
 //!   trend width and the baseline at once (so a change of `w*` needs no
 //!   recount), and retracting a bot's events when its user is flagged. Cost
@@ -368,7 +371,9 @@ pub fn trends<'s>(
                 session.give_iterator(changes.into_iter().map(TrendOut::Change));
                 session.give_iterator(lists.into_iter().map(TrendOut::List));
             }
-            // Contributions tagged below the frontier are all here: apply them now.
+            // Contributions travel at or below their tag: those tagged below
+            // both frontiers have all arrived (and no tick at or above a
+            // frontier is closed yet): apply them now.
             let sealed = match (frontier1.frontier().first(), frontier2.frontier().first()) {
                 (Some(&a), Some(&b)) => a.min(b),
                 (Some(&a), None) | (None, Some(&a)) => a,

@@ -32,6 +32,7 @@ use crate::messages::{route_hash, Contribution, EntityKind, FeatureChange, Inges
 use crate::params::Params;
 use crate::sessions::{SessionAgg, Sessions, MAX_WINDOWS};
 use crate::slab::Slab;
+use crate::spend::Spend;
 use crate::windows::WindowLog;
 use crate::Counters;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -44,11 +45,6 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
-
-/// Spend is summed in fixed point, 2^-64 units, so that adding and removing
-/// prices in any order gives exactly the same total. Every price >= 2^-12 is
-/// represented exactly; totals up to 2^63 (9.2e18) fit.
-const SPEND_SCALE: f64 = 18_446_744_073_709_551_616.0;
 
 /// What the user stage emits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +77,7 @@ struct Ev {
 #[derive(Debug, Clone, Default)]
 struct EventAgg {
     counts: [u32; 3],
-    spend: i128,
+    spend: Spend,
     hours: [u32; 24],
     products: FxHashMap<u32, u32>,
 }
@@ -91,7 +87,7 @@ impl EventAgg {
         let k = e.kind as usize;
         self.counts[k] = (self.counts[k] as i32 + diff) as u32;
         if e.kind == EventKind::Purchase {
-            self.spend += i128::from(diff) * (e.price * SPEND_SCALE).round() as i128;
+            self.spend.apply(e.price, diff);
         }
         let h = ((e.ts / 3_600_000) % 24) as usize;
         self.hours[h] = (self.hours[h] as i32 + diff) as u32;
@@ -250,7 +246,7 @@ impl UserState {
             push_u64(&mut s, u64::from(ea.counts[2]));
             s.push(',');
             field(&mut s, "spend");
-            s.push_str(&json_f64(ea.spend as f64 / SPEND_SCALE));
+            s.push_str(&json_f64(ea.spend.value()));
             s.push(',');
             field(&mut s, "distinct_products");
             push_u64(&mut s, ea.products.len() as u64);
@@ -337,6 +333,8 @@ pub struct UserStage {
     slots: Slab<UserState>,
     bots: FxHashSet<Box<str>>,
     pending: Vec<Event>,
+    /// Trend contributions made since they were last taken.
+    contributions: Vec<Contribution>,
     dirty: Vec<usize>,
     deleted: Vec<String>,
     timers: BinaryHeap<Reverse<(u64, usize)>>,
@@ -362,6 +360,7 @@ impl UserStage {
             slots: Slab::default(),
             bots: FxHashSet::default(),
             pending: Vec::new(),
+            contributions: Vec::new(),
             dirty: Vec::new(),
             deleted: Vec::new(),
             timers: BinaryHeap::new(),
@@ -396,11 +395,17 @@ impl UserStage {
         Some(state)
     }
 
+    /// The trend contributions made since the last call, each tagged with
+    /// the tick it enters at (at or above the tick of the event that made it).
+    pub fn take_contributions(&mut self) -> Vec<Contribution> {
+        std::mem::take(&mut self.contributions)
+    }
+
     /// Applies every pending event with `ts < until`, in `ts` order per user:
     /// bot rules, the user's event log, trend contributions (tagged with the
     /// tick the event enters at) and the site-wide log. Windows and records
     /// wait for the next output tick.
-    pub fn apply(&mut self, until: u64, out: &mut impl FnMut(UserOut)) {
+    pub fn apply(&mut self, until: u64) {
         if self.pending.is_empty() {
             return;
         }
@@ -430,7 +435,7 @@ impl UserStage {
             i = j;
             let state = self.slots.get_mut(slot).expect("slot of a pending user");
             if let Some(flag_ts) = group.iter().find_map(|k| state.bots.observe(k.1, events[k.2].ua_bot, &p)) {
-                self.flag_bot(slot, p.tick_after(flag_ts), group.len() as u64, out);
+                self.flag_bot(slot, p.tick_after(flag_ts), group.len() as u64);
                 continue;
             }
             for k in group {
@@ -451,10 +456,10 @@ impl UserStage {
                 site_new.push(ev.ts);
                 let tag = p.tick_after(e.ts);
                 if let Some(cat) = &e.category {
-                    out(UserOut::Trend(Contribution { at: tag, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None }));
+                    self.contributions.push(Contribution { at: tag, kind: EntityKind::Category, id: cat.clone(), ts: e.ts, diff: 1, category: None });
                 }
                 if let Some(pid) = e.product_id {
-                    out(UserOut::Trend(Contribution { at: tag, kind: EntityKind::Product, id: pid, ts: e.ts, diff: 1, category: e.category }));
+                    self.contributions.push(Contribution { at: tag, kind: EntityKind::Product, id: pid, ts: e.ts, diff: 1, category: e.category });
                 }
             }
             self.counters.accepted.fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -474,7 +479,7 @@ impl UserStage {
     /// changed users to `at` and emits their records, and this worker's
     /// site-wide counts.
     pub fn close_tick(&mut self, at: u64, out: &mut impl FnMut(UserOut)) {
-        self.apply(at, out);
+        self.apply(at);
         let p = self.params.clone();
         for user_id in self.deleted.drain(..) {
             out(UserOut::Feature(FeatureChange { at, user_id, features: None }));
@@ -532,7 +537,7 @@ impl UserStage {
     /// Flags the user in `slot` as a bot as of tick `at` (the first tick past
     /// its flag time): retracts everything it contributed; its row is deleted
     /// at the next output tick.
-    fn flag_bot(&mut self, slot: usize, at: u64, arriving: u64, out: &mut impl FnMut(UserOut)) {
+    fn flag_bot(&mut self, slot: usize, at: u64, arriving: u64) {
         let Some(state) = self.remove(slot) else { return };
         let p = &self.params;
         let baseline_lo = at.saturating_sub(p.baseline_ms);
@@ -541,10 +546,10 @@ impl UserStage {
         for e in state.events.iter().filter(|e| e.ts >= baseline_lo) {
             let category = self.categories.name_opt(e.category);
             if let Some(pid) = self.products.name_opt(e.product) {
-                out(UserOut::Trend(Contribution { at, kind: EntityKind::Product, id: pid.to_owned(), ts: e.ts, diff: -1, category: category.map(str::to_owned) }));
+                self.contributions.push(Contribution { at, kind: EntityKind::Product, id: pid.to_owned(), ts: e.ts, diff: -1, category: category.map(str::to_owned) });
             }
             if let Some(cat) = category {
-                out(UserOut::Trend(Contribution { at, kind: EntityKind::Category, id: cat.to_owned(), ts: e.ts, diff: -1, category: None }));
+                self.contributions.push(Contribution { at, kind: EntityKind::Category, id: cat.to_owned(), ts: e.ts, diff: -1, category: None });
             }
             if e.ts >= widest_lo {
                 self.site.retract(e.ts, (), |w, _, d| counts[w] += d);
@@ -563,6 +568,15 @@ impl UserStage {
 }
 
 /// The user stage as an operator: events exchanged by user, outputs at each closed tick.
+///
+/// Feature records and site counts of tick `A` go out at `A`. Trend
+/// contributions go out at the capability held at the input frontier, which
+/// is never above their tag (the tick they enter at): an event at time `t`
+/// has `ts >= t - tick` (the reader's promise, [`crate::clock`]) and times
+/// are tick boundaries, so its tag `tick_after(ts)` is at or above `t`, and
+/// `t` at or above the frontier held. The trend stage can therefore rely on
+/// frontiers alone: once its frontier passes a tick, every contribution
+/// entering at or before that tick has arrived.
 pub fn user_features<'s>(
     ingest: StreamVec<'s, u64, Ingest>,
     params: &Params,
@@ -575,7 +589,7 @@ pub fn user_features<'s>(
     let mut stage = UserStage::new(params.clone(), counters);
     let tick = params.tick_ms;
     ingest.unary_frontier(route, "UserFeatures", move |cap, _info| {
-        // Held at the input frontier: eager outputs (contributions) go out at it.
+        // Held at the input frontier: contributions go out at it.
         let mut held = Some(cap);
         let mut ticks: Vec<(u64, Capability<u64>)> = Vec::new();
         move |(input, frontier), output| {
@@ -599,18 +613,19 @@ pub fn user_features<'s>(
                 stage.close_tick(at, &mut |o| session.give(o));
             }
             // Every event with ts < frontier - tick has arrived: apply them now.
-            match frontier.frontier().first().copied() {
-                Some(f) => {
-                    if let Some(h) = held.as_mut() {
-                        {
-                            let mut session = output.session(&*h);
-                            stage.apply(f.saturating_sub(tick), &mut |o| session.give(o));
-                        }
-                        if *h.time() < f {
-                            h.downgrade(&f);
-                        }
-                    }
-                }
+            let f = frontier.frontier().first().copied();
+            if let Some(f) = f {
+                stage.apply(f.saturating_sub(tick));
+            }
+            let Some(h) = held.as_mut() else { return };
+            let contributions = stage.take_contributions();
+            if !contributions.is_empty() {
+                debug_assert!(contributions.iter().all(|c| c.at >= *h.time()), "a contribution tagged below the held frontier {}", h.time());
+                output.session(&*h).give_iterator(contributions.into_iter().map(UserOut::Trend));
+            }
+            match f {
+                Some(f) if *h.time() < f => h.downgrade(&f),
+                Some(_) => {}
                 None => held = None,
             }
         }
@@ -650,9 +665,9 @@ mod tests {
             UserOut::Feature(f) => {
                 records.insert(f.user_id, f.features.map(|s| serde_json::from_str(&s).unwrap()));
             }
-            UserOut::Trend(c) => trend.push(c),
-            UserOut::Site { .. } => {}
+            UserOut::Trend(_) | UserOut::Site { .. } => {}
         });
+        trend.extend(stage.take_contributions());
         (records, trend)
     }
 
@@ -770,5 +785,21 @@ mod tests {
         let r = records["u"].as_ref().unwrap();
         assert_eq!(r["spend_1d"].as_f64(), Some(0.1 + 0.2), "no residue from the large price");
         assert_eq!(r["purchases_1d"], 1);
+    }
+
+    #[test]
+    fn spend_of_huge_prices_neither_wraps_nor_overflows() {
+        let mut s = stage();
+        for (i, price) in [5e18, 5e18, 5e18, 1e300].into_iter().enumerate() {
+            let mut e = event("u", T0 + i as u64 * 1000, EventKind::Purchase, Some("p"), "d");
+            e.price = price;
+            s.receive(e);
+        }
+        let (records, _) = close(&mut s, T0 + 3000);
+        let r = records["u"].as_ref().unwrap();
+        assert_eq!(r["spend_1d"].as_f64(), Some(1.5e19), "past 2^63, exactly");
+        let (records, _) = close(&mut s, T0 + 4000);
+        let spend = records["u"].as_ref().unwrap()["spend_30d"].as_f64().unwrap();
+        assert!((spend - 1e300).abs() <= 1e-9 * 1e300, "{spend}");
     }
 }
