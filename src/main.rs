@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
+use clickflow_dataflows::messages::EntityKind;
 use cluster::ClusterFlags;
 use config::Config;
 use std::io::Write;
@@ -247,21 +248,14 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Get { out, config, what } => {
             let cfg = load(config.as_ref())?;
-            if cfg.store.kind == config::StoreKind::Redis {
-                let value = match what {
-                    GetWhat::User { id } => get::redis_store::user(&cfg.redis, &id)?,
-                    GetWhat::Trending { list } => get::redis_store::trending(&cfg.redis, list.as_deref().unwrap_or("global"))?,
-                    GetWhat::Trend { entity_type, id } => get::redis_store::trend(&cfg.redis, &entity_type, &id)?,
-                };
-                println!("{}", serde_json::to_string_pretty(&value)?);
-                return Ok(());
-            }
-            let store = out.unwrap_or(cfg.output.dir).join(run::STORE_FILE);
-            let value = match what {
-                GetWhat::User { id } => get::user(&store, &id)?,
-                GetWhat::Trending { list } => get::trending(&store, list.as_deref().unwrap_or("global"))?,
-                GetWhat::Trend { entity_type, id } => get::trend(&store, &entity_type, &id)?,
+            let sqlite = out.unwrap_or_else(|| cfg.output.dir.clone()).join(run::STORE_FILE);
+            let mut store = get::open_store(&cfg, &sqlite)?;
+            let what = match &what {
+                GetWhat::User { id } => get::What::User(id),
+                GetWhat::Trending { list } => get::What::Trending(list.as_deref().unwrap_or("global")),
+                GetWhat::Trend { entity_type, id } => get::What::Trend(if entity_type == "category" { EntityKind::Category } else { EntityKind::Product }, id),
             };
+            let value = get::get(store.as_mut(), what)?;
             println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(())
         }

@@ -5,30 +5,35 @@
 //! Everything that can fail on the environment (the input file, the Kafka
 //! topic, the output directory, the store, the output topics) is opened
 //! before the workers start, so those errors are one clear line and a
-//! non-zero exit. A file or the generator is read by global worker 0; a Kafka
-//! topic's partitions are spread over every worker of every process. SQLite
-//! is written by worker 0; Redis by every worker, with the `as_of` marker on
-//! worker 0. After the run, every process's counts are summed on process 0
-//! for the summary.
+//! non-zero exit. Each local worker then gets its [`WorkerParts`]: its input
+//! (a file or the generator on global worker 0, or its Kafka partitions),
+//! its dead-letter sink, and its side of the store: the central writer's
+//! queue on worker 0 (SQLite), or its own rows writer and, on worker 0, the
+//! marker's queue (Redis). The writer threads start here, before the
+//! workers, and are joined after them. After the run, every process's
+//! counts are summed on process 0 for the summary.
 
 use crate::cluster::{exit_when_a_peer_is_lost, watch_join, Cluster};
 use crate::config::{ClockMode, Config, InputKind, StoreKind, StreamSink};
-use crate::kafka::admin;
-use crate::kafka::consumer::{KafkaChunks, OffsetCommitter, PartitionRead};
+use crate::kafka::connector::Kafka;
+use crate::kafka::consumer::{KafkaChunks, OffsetCommitter};
 use crate::kafka::producer::{KafkaDeadLetters, KafkaDeltas};
-use crate::metrics::{FirstError, Metrics, ProcessStats, Progress, Summary};
-use crate::sinks::distributed::{marker_sink, rows_sink, Marker, MarkerParts, MarkerThread, Rows};
+use crate::metrics::{record_error, FirstError, Metrics, ProcessStats, Progress, Summary};
+use crate::sinks::central::{spawn_writer, store_sink, CentralParts, ClosedTick, StoreThread};
+use crate::sinks::distributed::{marker_sink, rows_sink, spawn_marker, MarkerParts, MarkerThread, MarkerTick};
 use crate::sinks::jsonl::JsonlFile;
-use crate::sinks::redis::{RedisMarker, RedisRows};
+use crate::sinks::redis::marker::RedisMarker;
+use crate::sinks::redis::rows::RedisRows;
+use crate::sinks::shared::SharedDeadLetters;
 use crate::sinks::sqlite::SqliteStore;
-use crate::sinks::{spawn_writer, store_sink, Committer, DeadLetters, SharedDeadLetters, SinkParts, Store, TrendDeltas};
+use crate::sinks::{Committer, DeadLetters, Rows, TrendDeltas};
 use crate::sources::file::FileSource;
-use crate::sources::generator::Generator;
 use crate::sources::{reader, Alignment, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
 use anyhow::{anyhow, bail, Context, Result};
-use clickflow_dataflows::{build, Counters, Routing};
+use clickflow_dataflows::{build, Counters, Params, Routing};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -65,22 +70,27 @@ pub fn input_kind(config: &Config, target: &RunTarget) -> InputKind {
     }
 }
 
+/// Whether the run talks to Kafka at all (input or a stream sink).
+fn uses_kafka(config: &Config, kind: InputKind) -> bool {
+    kind == InputKind::Kafka || config.output.trend_deltas == StreamSink::Kafka || config.output.dead_letters == StreamSink::Kafka
+}
+
 fn line_source(config: &Config, kind: InputKind, input: Option<&Path>) -> Result<Box<dyn LineSource>> {
     Ok(match (kind, input) {
         (InputKind::File, Some(path)) => Box::new(FileSource::open(path)?),
         (InputKind::File, None) => bail!("config `input.kind`: \"file\" needs `input.path` or --input FILE"),
         _ => {
-            let generator = Generator::new(config.generator.clone()).map_err(|e| anyhow!("config `generator`: {e}"))?;
+            let generator = crate::sources::generator::Generator::new(config.generator.clone()).map_err(|e| anyhow!("config `generator`: {e}"))?;
             Box::new(GeneratorSource::new(generator))
         }
     })
 }
 
 /// Each local worker's input: the file or generator on global worker 0, or its Kafka partitions.
-fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, metrics: &Metrics, stop: &Arc<AtomicBool>) -> Result<Vec<Option<WorkerInput>>> {
+fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, kafka: Option<&Kafka>, metrics: &Metrics, stop: &Arc<AtomicBool>) -> Result<Vec<Option<WorkerInput>>> {
     let cluster = &target.cluster;
     let mut inputs: Vec<Option<WorkerInput>> = (0..cluster.workers).map(|_| None).collect();
-    if kind != InputKind::Kafka {
+    let Some(kafka) = kafka.filter(|_| kind == InputKind::Kafka) else {
         // One reader (SPEC section 2): only process 0 needs the file.
         if cluster.process == 0 {
             let source = line_source(config, kind, target.input.as_deref())?;
@@ -88,23 +98,9 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, metrics: 
             inputs[0] = Some(WorkerInput { source: Box::new(LineChunks::new(source)), readers, alignment: None });
         }
         return Ok(inputs);
-    }
-    let k = &config.kafka;
-    let client = admin::metadata_client(k)?;
-    let partitions = admin::input_partitions(&client, k)?;
-    let marks = admin::watermarks(&client, k, &k.topic, &partitions)?;
-    let peers = cluster.peers();
-    for (local, input) in inputs.iter_mut().enumerate() {
-        let global = cluster.global(local);
-        let parts: Vec<PartitionRead> = partitions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == global)
-            .map(|(_, &p)| {
-                let (low, high) = marks[&p];
-                PartitionRead { partition: p, end: target.until_end.then_some(high), start: low }
-            })
-            .collect();
+    };
+    let k = kafka.config();
+    for (input, parts) in inputs.iter_mut().zip(kafka.worker_partitions(cluster, target.until_end)?) {
         if parts.is_empty() {
             continue;
         }
@@ -121,29 +117,27 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, metrics: 
 }
 
 /// The dead-letter sink of this process's workers that read input.
-fn dead_letter_sink(config: &Config, out: &Path, process: usize) -> Result<SharedDeadLetters> {
-    let sink: Box<dyn DeadLetters> = match config.output.dead_letters {
-        StreamSink::Jsonl => {
+fn dead_letter_sink(config: &Config, out: &Path, process: usize, kafka: Option<&Kafka>) -> Result<SharedDeadLetters> {
+    let sink: Box<dyn DeadLetters> = match (config.output.dead_letters, kafka) {
+        (StreamSink::Kafka, Some(kafka)) => {
+            kafka.ensure_topic(&config.kafka.dead_letter_topic)?;
+            Box::new(KafkaDeadLetters::new(&config.kafka)?)
+        }
+        _ => {
             let name = if process == 0 { DEAD_LETTERS_FILE.to_string() } else { format!("dead-letters.p{process}.jsonl") };
             Box::new(JsonlFile::open(&out.join(name), false)?)
-        }
-        StreamSink::Kafka => {
-            let k = &config.kafka;
-            admin::ensure_topic(&admin::metadata_client(k)?, k, &k.dead_letter_topic, k.topic_partitions)?;
-            Box::new(KafkaDeadLetters::new(k)?)
         }
     };
     Ok(SharedDeadLetters::new(sink))
 }
 
-fn deltas_sink(config: &Config, out: &Path, as_of: Option<u64>) -> Result<Box<dyn TrendDeltas>> {
-    Ok(match config.output.trend_deltas {
-        StreamSink::Jsonl => Box::new(JsonlFile::open_deltas(&out.join(DELTAS_FILE), as_of)?),
-        StreamSink::Kafka => {
-            let k = &config.kafka;
-            admin::ensure_topic(&admin::metadata_client(k)?, k, &k.trend_deltas_topic, k.topic_partitions)?;
-            Box::new(KafkaDeltas::new(k)?)
+fn deltas_sink(config: &Config, out: &Path, as_of: Option<u64>, kafka: Option<&Kafka>) -> Result<Box<dyn TrendDeltas>> {
+    Ok(match (config.output.trend_deltas, kafka) {
+        (StreamSink::Kafka, Some(kafka)) => {
+            kafka.ensure_topic(&config.kafka.trend_deltas_topic)?;
+            Box::new(KafkaDeltas::new(&config.kafka)?)
         }
+        _ => Box::new(JsonlFile::open_deltas(&out.join(DELTAS_FILE), as_of)?),
     })
 }
 
@@ -162,35 +156,156 @@ fn stop_on_signal(stop: Arc<AtomicBool>) -> Result<()> {
     .context("cannot install the Ctrl-C handler")
 }
 
-/// How this process writes the store.
-enum Sinks {
-    /// SQLite: everything to global worker 0, which has the writer (on process 0).
-    Central(Option<SinkParts>),
+/// This process's side of the store, opened.
+enum Store {
+    /// SQLite: one writer, on process 0.
+    Central(Option<CentralParts>),
     /// Redis: one writer per local worker; the marker on process 0.
     Distributed(Vec<Box<dyn Rows>>, Option<MarkerParts>),
 }
 
-fn open_sinks(config: &Config, target: &RunTarget, committer: impl FnOnce() -> Result<Option<Box<dyn Committer>>>) -> Result<Sinks> {
+fn open_store(config: &Config, target: &RunTarget, kind: InputKind, kafka: Option<&Kafka>) -> Result<Store> {
     let first = target.cluster.process == 0;
+    let committer = || -> Result<Option<Box<dyn Committer>>> {
+        Ok(match kind {
+            InputKind::Kafka => Some(Box::new(OffsetCommitter::new(&config.kafka)?)),
+            _ => None,
+        })
+    };
     Ok(match config.store.kind {
         StoreKind::Sqlite => {
             if !first {
-                return Ok(Sinks::Central(None));
+                return Ok(Store::Central(None));
             }
             let store = SqliteStore::open(&target.out.join(STORE_FILE))?;
-            let deltas = deltas_sink(config, &target.out, store.as_of())?;
-            Sinks::Central(Some(SinkParts { store: Box::new(store), deltas, committer: committer()? }))
+            let deltas = deltas_sink(config, &target.out, crate::sinks::Store::as_of(&store), kafka)?;
+            Store::Central(Some(CentralParts { store: Box::new(store), deltas, committer: committer()? }))
         }
         StoreKind::Redis => {
             let rows = (0..target.cluster.workers).map(|_| RedisRows::open(&config.redis).map(|r| Box::new(r) as Box<dyn Rows>)).collect::<Result<Vec<_>>>()?;
             if !first {
-                return Ok(Sinks::Distributed(rows, None));
+                return Ok(Store::Distributed(rows, None));
             }
             let marker = RedisMarker::open(&config.redis)?;
-            let deltas = deltas_sink(config, &target.out, marker.as_of())?;
-            Sinks::Distributed(rows, Some(MarkerParts { marker: Box::new(marker), deltas, committer: committer()? }))
+            let deltas = deltas_sink(config, &target.out, crate::sinks::Marker::as_of(&marker), kafka)?;
+            Store::Distributed(rows, Some(MarkerParts { marker: Box::new(marker), deltas, committer: committer()? }))
         }
     })
+}
+
+/// One local worker's side of the store.
+enum WorkerSink {
+    /// The central writer's queue (global worker 0 only).
+    Central(Option<SyncSender<ClosedTick>>),
+    /// The worker's own rows writer, and on global worker 0 the marker's queue.
+    Distributed(Box<dyn Rows>, Option<SyncSender<MarkerTick>>),
+}
+
+/// Everything one local worker takes into its dataflow.
+struct WorkerParts {
+    input: Option<WorkerInput>,
+    dead_letters: Option<Box<dyn DeadLetters>>,
+    sink: WorkerSink,
+}
+
+/// The store's writer threads, joined after the workers.
+#[derive(Default)]
+struct Writers {
+    store: Option<StoreThread>,
+    marker: Option<MarkerThread>,
+}
+
+/// Starts the writer threads of `store` and gives each local worker its side of it.
+fn start_writers(store: Store, cluster: &Cluster, metrics: &Arc<Metrics>, error: &FirstError) -> Result<(Routing, Vec<WorkerSink>, Writers)> {
+    let mut writers = Writers::default();
+    Ok(match store {
+        Store::Central(parts) => {
+            let mut tx = None;
+            if let Some(parts) = parts {
+                let (sender, handle) = spawn_writer(parts, metrics.clone(), error.clone()).context("cannot start the store writer thread")?;
+                tx = Some(sender);
+                writers.store = Some(handle);
+            }
+            let sinks = (0..cluster.workers).map(|local| WorkerSink::Central(if local == 0 { tx.take() } else { None })).collect();
+            (Routing::Central, sinks, writers)
+        }
+        Store::Distributed(rows, marker) => {
+            let mut tx = None;
+            if let Some(parts) = marker {
+                let (sender, handle) = spawn_marker(parts, cluster.peers(), metrics.clone(), error.clone()).context("cannot start the marker thread")?;
+                tx = Some(sender);
+                writers.marker = Some(handle);
+            }
+            let sinks = rows.into_iter().enumerate().map(|(local, r)| WorkerSink::Distributed(r, if local == 0 { tx.take() } else { None })).collect();
+            (Routing::Distributed, sinks, writers)
+        }
+    })
+}
+
+/// How the readers pace ticks in this run.
+fn pace_of(config: &Config, kind: InputKind, target: &RunTarget, stop: &Arc<AtomicBool>) -> Result<Pace> {
+    Ok(match kind {
+        InputKind::Kafka => {
+            stop_on_signal(stop.clone())?;
+            let wall = config.clock.mode == ClockMode::Wall;
+            Pace { live: !target.until_end, wall: wall.then_some(config.clock.max_future.ms), idle_timeout_ms: config.clock.idle_timeout.ms, stop: stop.clone(), max_drift_ms: config.input.max_drift.ms }
+        }
+        _ => Pace::replay(config.input.max_drift.ms),
+    })
+}
+
+/// What every worker shares: the parameters and the run's counters.
+#[derive(Clone)]
+struct Shared {
+    params: Params,
+    routing: Routing,
+    batch_lines: usize,
+    decoders: usize,
+    pace: Pace,
+    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
+    error: FirstError,
+    totals: Arc<Mutex<ProcessStats>>,
+    /// Worker threads per process.
+    workers: usize,
+}
+
+/// One worker: its dataflow until the input ends (or the run stops), then
+/// this process's counts to global worker 0, for the summary.
+fn work(worker: &mut timely::worker::Worker, parts: Option<WorkerParts>, sh: &Shared) {
+    let index = worker.index();
+    let main = worker.next_dataflow_index();
+    let Some(parts) = parts else {
+        record_error(&sh.error, anyhow!("worker {index} has no parts"));
+        return;
+    };
+    worker.dataflow::<u64, _, _>(|scope| {
+        let reader_parts = ReaderParts { input: parts.input, dead_letters: parts.dead_letters, batch_lines: sh.batch_lines, decoders: sh.decoders, pace: sh.pace.clone(), metrics: sh.metrics.clone(), error: sh.error.clone() };
+        let (ingest, reports) = reader(scope, &sh.params, reader_parts);
+        let changes = build(ingest, &sh.params, sh.counters.clone(), sh.routing);
+        match parts.sink {
+            WorkerSink::Central(writer) => store_sink(changes, reports, writer),
+            WorkerSink::Distributed(rows, marker) => marker_sink(rows_sink(changes, rows, sh.error.clone()), reports, marker),
+        }
+    });
+    while worker.installed_dataflows().contains(&main) {
+        worker.step_or_park(None);
+    }
+    let mut stats = InputHandleVec::<u64, ProcessStats>::new();
+    let totals = sh.totals.clone();
+    worker.dataflow::<u64, _, _>(|scope| {
+        stats.to_stream(scope).sink(Exchange::new(|_: &ProcessStats| 0), "SumStats", move |(input, _)| {
+            input.for_each(|_cap, data| {
+                let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                for s in data.drain(..) {
+                    t.add(&s);
+                }
+            });
+        });
+    });
+    if index.is_multiple_of(sh.workers) {
+        stats.send(ProcessStats::of(&sh.metrics, &sh.counters));
+    }
 }
 
 /// Runs this process of the pipeline to the end of the input (or until
@@ -208,110 +323,46 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     }
     let metrics = Arc::new(Metrics::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let inputs = worker_inputs(config, target, kind, &metrics, &stop)?;
+    let kafka = uses_kafka(config, kind).then(|| Kafka::connect(&config.kafka)).transpose()?;
+    let inputs = worker_inputs(config, target, kind, kafka.as_ref(), &metrics, &stop)?;
     std::fs::create_dir_all(&target.out).with_context(|| format!("cannot create the output directory {}", target.out.display()))?;
-    let sinks = open_sinks(config, target, || {
-        Ok(match kind {
-            InputKind::Kafka => Some(Box::new(OffsetCommitter::new(&config.kafka)?) as Box<dyn Committer>),
-            _ => None,
-        })
-    })?;
-    let dead_letters = if inputs.iter().any(Option::is_some) { Some(dead_letter_sink(config, &target.out, cluster.process)?) } else { None };
-    let live = kind == InputKind::Kafka && !target.until_end;
-    let pace = match kind {
-        InputKind::Kafka => {
-            stop_on_signal(stop.clone())?;
-            Pace { live, wall: wall.then_some(config.clock.max_future.ms), idle_timeout_ms: config.clock.idle_timeout.ms, stop: stop.clone(), max_drift_ms: config.input.max_drift.ms }
-        }
-        _ => Pace::replay(config.input.max_drift.ms),
-    };
-
-    let counters = Arc::new(Counters::default());
+    let store = open_store(config, target, kind, kafka.as_ref())?;
+    let dead_letters = if inputs.iter().any(Option::is_some) { Some(dead_letter_sink(config, &target.out, cluster.process, kafka.as_ref())?) } else { None };
+    let pace = pace_of(config, kind, target, &stop)?;
     let error: FirstError = Arc::default();
-    let inputs = Mutex::new(inputs);
-    let routing = match sinks {
-        Sinks::Central(_) => Routing::ToWorkerZero,
-        Sinks::Distributed(..) => Routing::Local,
-    };
-    // Worker 0's writer (process 0), and per local worker its Redis rows.
-    let (central, rows, marker_parts) = match sinks {
-        Sinks::Central(parts) => (parts.map(|p| spawn_writer(p, metrics.clone(), error.clone())).transpose().context("cannot start the store writer thread")?, Vec::new(), None),
-        Sinks::Distributed(rows, marker) => (None, rows, marker),
-    };
-    let (writer_tx, store_writer) = match central {
-        Some((tx, handle)) => (Some(tx), Some(handle)),
-        None => (None, None),
-    };
-    let writer_tx = Mutex::new(writer_tx);
-    let rows: Mutex<Vec<Option<Box<dyn Rows>>>> = Mutex::new(rows.into_iter().map(Some).collect());
-    let marker_parts = Mutex::new(marker_parts);
-    let marker_handle: Arc<Mutex<Option<MarkerThread>>> = Arc::default();
-    let totals: Arc<Mutex<ProcessStats>> = Arc::default();
-    let batch_lines = config.input.batch_lines.unwrap_or(crate::config::DEFAULT_BATCH_LINES);
-    let decoders = config.input.decoders.unwrap_or(match kind {
+    let (routing, sinks, writers) = start_writers(store, &cluster, &metrics, &error)?;
+    let parts: Vec<Option<WorkerParts>> = inputs
+        .into_iter()
+        .zip(sinks)
+        .map(|(input, sink)| {
+            let dead_letters = input.as_ref().and_then(|_| dead_letters.clone()).map(|d| Box::new(d) as Box<dyn DeadLetters>);
+            Some(WorkerParts { input, dead_letters, sink })
+        })
+        .collect();
+    let shared = Shared {
+        params,
+        routing,
+        batch_lines: config.input.batch_lines.unwrap_or(crate::config::DEFAULT_BATCH_LINES),
         // Each worker with partitions decodes its own; the file is one reader on worker 0.
-        InputKind::Kafka => 1,
-        _ => cluster.workers,
-    });
+        decoders: config.input.decoders.unwrap_or(if kind == InputKind::Kafka { 1 } else { cluster.workers }),
+        pace,
+        metrics: metrics.clone(),
+        counters: Arc::new(Counters::default()),
+        error: error.clone(),
+        totals: Arc::default(),
+        workers: cluster.workers,
+    };
     let progress = Progress::start(metrics.clone(), target.progress);
-
     if cluster.processes > 1 {
         exit_when_a_peer_is_lost(&cluster);
     }
     let joined = Arc::new(AtomicBool::new(false));
     watch_join(&cluster, joined.clone());
-    let (m, c, e, mh, tot) = (metrics.clone(), counters.clone(), error.clone(), marker_handle.clone(), totals.clone());
+    let (parts, sh) = (Mutex::new(parts), shared.clone());
     let guards = timely::execute(cluster.timely_config(), move |worker| {
-        let index = worker.index();
-        let local = index % cluster.workers;
-        let input = inputs.lock().ok().and_then(|mut i| i.get_mut(local).and_then(Option::take));
-        let dead_letters = input.as_ref().and_then(|_| dead_letters.clone()).map(|d| Box::new(d) as Box<dyn DeadLetters>);
-        let (m, c, e) = (m.clone(), c.clone(), e.clone());
-        let pace = pace.clone();
-        let main = worker.next_dataflow_index();
-        worker.dataflow::<u64, _, _>(|scope| {
-            let parts = ReaderParts { input, dead_letters, batch_lines, decoders, pace, metrics: m.clone(), error: e.clone() };
-            let (ingest, reports) = reader(scope, &params, parts);
-            let changes = build(ingest, &params, c.clone(), routing);
-            match routing {
-                Routing::ToWorkerZero => {
-                    let sink = if index == 0 { writer_tx.lock().ok().and_then(|mut p| p.take()) } else { None };
-                    store_sink(changes, reports, sink);
-                }
-                Routing::Local => {
-                    let my_rows = rows.lock().ok().and_then(|mut r| r.get_mut(local).and_then(Option::take));
-                    match my_rows {
-                        Some(r) => {
-                            let w = rows_sink(changes, r, e.clone());
-                            let parts = if index == 0 { marker_parts.lock().ok().and_then(|mut p| p.take()) } else { None };
-                            if let Some(h) = marker_sink(w, reports, parts, m.clone(), e.clone()) {
-                                *mh.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
-                            }
-                        }
-                        None => crate::metrics::record_error(&e, anyhow!("worker {index} has no store writer")),
-                    }
-                }
-            }
-        });
-        while worker.installed_dataflows().contains(&main) {
-            worker.step_or_park(None);
-        }
-        // Every process's counts to worker 0, for the summary.
-        let mut stats = InputHandleVec::<u64, ProcessStats>::new();
-        let tot = tot.clone();
-        worker.dataflow::<u64, _, _>(|scope| {
-            stats.to_stream(scope).sink(Exchange::new(|_: &ProcessStats| 0), "SumStats", move |(input, _)| {
-                input.for_each(|_cap, data| {
-                    let mut t = tot.lock().unwrap_or_else(|p| p.into_inner());
-                    for s in data.drain(..) {
-                        t.add(&s);
-                    }
-                });
-            });
-        });
-        if local == 0 {
-            stats.send(ProcessStats::of(&m, &c));
-        }
+        let local = worker.index() % sh.workers;
+        let mine = parts.lock().unwrap_or_else(|p| p.into_inner()).get_mut(local).and_then(Option::take);
+        work(worker, mine, &sh);
     })
     .map_err(|e| anyhow!("cannot start the timely workers: {e}"))?;
     joined.store(true, Ordering::Relaxed);
@@ -319,13 +370,17 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         eprintln!("clickflow: process {} of {} joined the cluster ({} workers each)", cluster.process, cluster.processes, cluster.workers);
     }
     let results = guards.join();
-    let marker = marker_handle.lock().unwrap_or_else(|p| p.into_inner()).take();
     progress.finish();
     for r in results {
         r.map_err(|e| anyhow!("a worker failed: {e}"))?;
     }
-    let store = store_writer.map(|h| h.join().map_err(|_| anyhow!("the store writer thread failed"))).transpose()?;
-    let marker = marker.map(|h| h.join().map_err(|_| anyhow!("the marker thread failed"))).transpose()?;
+    finish(writers, &shared, &error, kind, target)
+}
+
+/// Joins the writer threads and makes the summary; the run's first error wins.
+fn finish(writers: Writers, sh: &Shared, error: &FirstError, kind: InputKind, target: &RunTarget) -> Result<Summary> {
+    let store = writers.store.map(|h| h.join().map_err(|_| anyhow!("the store writer thread failed"))).transpose()?;
+    let marker = writers.marker.map(|h| h.join().map_err(|_| anyhow!("the marker thread failed"))).transpose()?;
     // The run's first error, before the store is asked anything more.
     if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
@@ -335,9 +390,11 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
         (_, Some(mut marker)) => (marker.trend_records()?, marker.as_of()),
         _ => (0, None),
     };
+    let cluster = &target.cluster;
     let stats = match cluster.process {
-        0 => totals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        _ => ProcessStats::of(&metrics, &counters),
+        0 => sh.totals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        _ => ProcessStats::of(&sh.metrics, &sh.counters),
     };
-    Ok(Summary::collect(&stats, &metrics, trend_records, as_of, live, (cluster.process, cluster.processes)))
+    let live = kind == InputKind::Kafka && !target.until_end;
+    Ok(Summary::collect(&stats, &sh.metrics, trend_records, as_of, live, (cluster.process, cluster.processes)))
 }

@@ -58,14 +58,16 @@ pub struct Counters {
     pub sessions: AtomicI64,
 }
 
-/// Where the store changes end up.
+/// Where the store changes end up: the two store shapes of the program's
+/// sinks (`central` and `distributed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
-    /// Every change on worker 0 (one store writer), with each tick's marker.
-    ToWorkerZero,
+    /// Every change on worker 0 (one store writer for the cluster), with each tick's marker.
+    Central,
     /// Each change on the worker that made it (the worker owning the user,
-    /// the entity, or the trending lists); every worker gets every tick's marker.
-    Local,
+    /// the entity, or the trending lists: a writer per worker); every worker
+    /// gets every tick's marker.
+    Distributed,
 }
 
 /// Builds the dataflow; returns the store changes, routed as asked.
@@ -92,9 +94,9 @@ pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: 
     });
     let widths = trends::trend_width(site, params, peers);
     let ticks = match routing {
-        Routing::ToWorkerZero => widths.clone().filter(|w| w.worker == 0).map(|w| Change::Tick(w.at)),
+        Routing::Central => widths.clone().filter(|w| w.worker == 0).map(|w| Change::Tick(w.at)),
         // trend_width emits every worker's copy on one worker: send each home.
-        Routing::Local => widths.clone().exchange(|w| u64::from(w.worker)).map(|w| Change::Tick(w.at)),
+        Routing::Distributed => widths.clone().exchange(|w| u64::from(w.worker)).map(|w| Change::Tick(w.at)),
     };
     let trend_out = trends::trends(contributions, widths, params);
     let mut tparts = trend_out.partition(2, |o| match o {
@@ -112,8 +114,8 @@ pub fn build<'s>(ingest: StreamVec<'s, u64, Ingest>, params: &Params, counters: 
     let trending = trending::trending(lists, params.trending_k).map(Change::Trending);
     let all = scope.concatenate([features, changes, trending, ticks]);
     match routing {
-        Routing::Local => all,
-        Routing::ToWorkerZero => all.unary(Exchange::new(|_: &Change| 0), "ToSink", |_cap, _info| {
+        Routing::Distributed => all,
+        Routing::Central => all.unary(Exchange::new(|_: &Change| 0), "ToSink", |_cap, _info| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     output.session(&cap).give_container(data);

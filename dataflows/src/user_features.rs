@@ -46,6 +46,10 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+/// The features of a record that may be null (SPEC section 5); every other
+/// feature is a number, an array or an object.
+pub const NULLABLE_FEATURES: [&str; 3] = ["last_cart_session_ts", "last_purchase_ts", "cart_session_gap_ms"];
+
 /// What the user stage emits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UserOut {

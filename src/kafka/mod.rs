@@ -1,10 +1,11 @@
 //! The Kafka connector (rdkafka, bundled librdkafka): events in, trend
 //! deltas and dead letters out, offsets committed after the store.
 //!
-//! * [`consumer`]: the source. A topic's partitions are assigned to timely
-//!   workers deterministically (partition `i` of the sorted list to worker
-//!   `i % workers`; no group rebalancing inside a run); each partition is one
-//!   reader with its own watermark (SPEC section 2). Partitions are read from
+//! * [`connector`]: one metadata client per run, and the assignment of the
+//!   topic's partitions to the cluster's workers (partition `i` of the sorted
+//!   list to global worker `i % workers`; no group rebalancing inside a run).
+//! * [`consumer`]: the source. Each partition is one reader with its own
+//!   watermark (SPEC section 2). Partitions are read from
 //!   the earliest retained offset, which rebuilds the 30-day state; ticks the
 //!   store already holds are not written again. `--until-end` stops each
 //!   partition at the high-water mark it had at start.
@@ -21,6 +22,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connector;
 pub mod consumer;
 pub mod produce;
 pub mod producer;

@@ -10,7 +10,7 @@
 //! error no retry can fix (a message too large, no permission) fails the run.
 
 use super::{client_config, KafkaConfig};
-use crate::sinks::jsonl::{dead_letter_json, delta_json};
+use crate::sinks::records::{dead_letter_json, delta_json, delta_key, Reason};
 use crate::sinks::{DeadLetters, TrendDeltas};
 use anyhow::{anyhow, bail, Context, Result};
 use clickflow_dataflows::messages::TrendChange;
@@ -174,8 +174,7 @@ impl KafkaDeltas {
 impl TrendDeltas for KafkaDeltas {
     fn write(&mut self, changes: &[&TrendChange]) -> Result<()> {
         for c in changes {
-            let key = format!("{}:{}", c.kind.as_str(), c.id);
-            self.0.send(Some(key.as_bytes()), delta_json(c).to_string().as_bytes())?;
+            self.0.send(Some(delta_key(c).as_bytes()), delta_json(c).to_string().as_bytes())?;
         }
         Ok(())
     }
@@ -203,7 +202,7 @@ pub fn cut_raw(raw: &[u8]) -> (&[u8], Option<String>) {
 }
 
 impl DeadLetters for KafkaDeadLetters {
-    fn write(&mut self, reason: &str, detail: &str, source: &str, raw: &[u8]) -> Result<()> {
+    fn write(&mut self, reason: Reason, detail: &str, source: &str, raw: &[u8]) -> Result<()> {
         let (raw, note) = cut_raw(raw);
         let detail = match note {
             Some(n) => format!("{detail}{n}"),

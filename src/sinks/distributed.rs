@@ -1,6 +1,6 @@
-//! Sinks written from every worker (the Redis store): each worker writes the
-//! records it owns, and worker 0 sets the `as_of` marker once every worker
-//! of every process has written the tick.
+//! The distributed store (Redis): a writer per worker for the records that
+//! worker owns, and the `as_of` marker, set on worker 0 once every worker of
+//! every process has written the tick.
 //!
 //! * [`rows_sink`], on every worker: stashes the worker's changes by tick
 //!   (every worker gets every tick's marker, so it knows each tick even when
@@ -21,7 +21,8 @@
 //! the readers stop on the error, so the run ends with it instead of hanging.
 
 use super::carry::Resume;
-use super::{by_closed_tick, trend_deltas, write_deltas, Commits, Committer, TrendDeltas, TrendLookup};
+use super::ticks::{by_closed_tick, trend_deltas, write_deltas, Commits};
+use super::{Committer, Marker, Rows, TrendDeltas};
 use crate::metrics::{has_error, now_ms, record_error, FirstError, Metrics};
 use anyhow::{anyhow, Result};
 use clickflow_dataflows::messages::{OffsetReport, TrendChange};
@@ -36,26 +37,6 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
-
-/// One worker's part of the store.
-pub trait Rows: TrendLookup + Send {
-    /// The store's `as_of` when it was opened (ticks at or below are held).
-    fn as_of(&self) -> Option<u64>;
-    /// Writes this worker's changes of tick `at`; returns the identity of
-    /// the server instance that now holds everything this worker wrote.
-    fn write_rows(&mut self, at: u64, changes: &[Change]) -> Result<String>;
-}
-
-/// The store's `as_of` marker, set by worker 0.
-pub trait Marker: Send {
-    /// The store's `as_of`.
-    fn as_of(&self) -> Option<u64>;
-    /// Sets `as_of = at` if the server is still the instance `server`;
-    /// false (nothing set) if it is not.
-    fn set_as_of(&mut self, at: u64, server: &str) -> Result<bool>;
-    /// How many trend records the store holds.
-    fn trend_records(&mut self) -> Result<u64>;
-}
 
 /// A worker's answer for one tick.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,14 +163,16 @@ pub struct MarkerParts {
 /// The marker thread: it returns the marker when the run is over.
 pub type MarkerThread = JoinHandle<Box<dyn Marker>>;
 
-struct MarkerTick {
+/// One closed tick on its way to the marker thread.
+pub struct MarkerTick {
     at: u64,
     written: Vec<Written>,
     offsets: Vec<(i32, i64)>,
 }
 
-/// The marker thread; returns the marker when the run is over.
-fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, error: FirstError) -> std::io::Result<(SyncSender<MarkerTick>, MarkerThread)> {
+/// Starts the marker thread (on process 0), for a cluster of `peers`
+/// workers; it returns the marker when the run is over.
+pub fn spawn_marker(mut parts: MarkerParts, peers: usize, metrics: Arc<Metrics>, error: FirstError) -> std::io::Result<(SyncSender<MarkerTick>, MarkerThread)> {
     let (tx, rx) = sync_channel::<MarkerTick>(2);
     let handle = std::thread::Builder::new().name("clickflow:marker".into()).spawn(move || {
         let mut commits = Commits::default();
@@ -236,29 +219,15 @@ fn marker_tick(parts: &mut MarkerParts, tick: MarkerTick, peers: usize, metrics:
     Ok(())
 }
 
-/// Worker 0's marker (`parts` is `Some` there only); returns the marker
-/// thread, whose result is the marker at the end of the run.
-pub fn marker_sink<'s>(
-    written: StreamVec<'s, u64, Written>,
-    reports: StreamVec<'s, u64, OffsetReport>,
-    parts: Option<MarkerParts>,
-    metrics: Arc<Metrics>,
-    error: FirstError,
-) -> Option<MarkerThread> {
-    let peers = written.scope().peers();
-    let (mut tx, handle) = match parts.map(|p| spawn_marker(p, peers, metrics, error.clone())) {
-        Some(Ok((tx, handle))) => (Some(tx), Some(handle)),
-        Some(Err(e)) => {
-            record_error(&error, anyhow!(e).context("cannot start the marker thread"));
-            (None, None)
-        }
-        None => (None, None),
-    };
+/// Worker 0's marker sink (`marker` is `Some` there only): once its
+/// frontier passes a tick, every worker has answered for it; the tick goes
+/// to the marker thread.
+pub fn marker_sink<'s>(written: StreamVec<'s, u64, Written>, reports: StreamVec<'s, u64, OffsetReport>, marker: Option<SyncSender<MarkerTick>>) {
+    let mut tx = marker;
     by_closed_tick(written, Exchange::new(|_: &Written| 0), reports, "MarkerSink", |w: &Written| w.at, move |at, written, offsets| {
         if tx.as_ref().is_some_and(|t| t.send(MarkerTick { at, written, offsets }).is_err()) {
             // The marker stopped on an error; it is recorded for the run.
             tx = None;
         }
     });
-    handle
 }
