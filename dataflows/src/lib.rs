@@ -28,6 +28,7 @@ pub mod spend;
 pub mod trending;
 pub mod trends;
 pub mod user_features;
+mod user_state;
 pub mod windows;
 
 pub use messages::{Change, Ingest};

@@ -212,33 +212,7 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
 
             let mut ingest_session = ingest_out.activate();
             let mut session = ingest_session.session(&c[0]);
-            let mut tally = Tally::default();
-            let mut drained = false;
-            let mut failed = false;
-            while !state.batch_full() && !failed {
-                let Some(chunk) = dec.try_next() else {
-                    drained = true;
-                    break;
-                };
-                match chunk.progress {
-                    Some((done, total)) => {
-                        metrics.progress_done.store(done, Ordering::Relaxed);
-                        metrics.progress_total.store(total, Ordering::Relaxed);
-                    }
-                    None => {
-                        metrics.progress_done.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                let dead = dead_letters.as_deref_mut();
-                if let Err(e) = state.admit_chunk(chunk, now, &mut |e| session.give(Ingest::Event(e)), dead, &mut tally) {
-                    record_error(&error, e);
-                    failed = true;
-                }
-            }
-            metrics.lines_read.fetch_add(tally.read, Ordering::Relaxed);
-            metrics.invalid.fetch_add(tally.invalid, Ordering::Relaxed);
-            metrics.late.fetch_add(tally.late, Ordering::Relaxed);
-            metrics.future.fetch_add(tally.future, Ordering::Relaxed);
+            let (drained, failed) = admit_decoded(&mut state, dec, now, &mut |e| session.give(Ingest::Event(e)), dead_letters.as_deref_mut(), &metrics, &error);
             if let Some(align) = alignment.as_ref() {
                 state.align(align, others);
             }
@@ -296,6 +270,46 @@ pub fn reader<'s>(scope: Scope<'s, u64>, params: &Params, parts: ReaderParts) ->
         }
     });
     (ingest, reports)
+}
+
+/// Admits decoded chunks, in order, until the batch is full or no decoded
+/// chunk is ready (`drained`), or an error stops the reading (`failed`; the
+/// error is recorded). Counts and progress go to `metrics`.
+fn admit_decoded(
+    state: &mut Reading,
+    dec: &mut Decoder,
+    now: u64,
+    send: &mut impl FnMut(clickflow_dataflows::event::Event),
+    mut dead: Option<&mut (dyn DeadLetters + 'static)>,
+    metrics: &Metrics,
+    error: &FirstError,
+) -> (bool, bool) {
+    let mut tally = Tally::default();
+    let (mut drained, mut failed) = (false, false);
+    while !state.batch_full() && !failed {
+        let Some(chunk) = dec.try_next() else {
+            drained = true;
+            break;
+        };
+        match chunk.progress {
+            Some((done, total)) => {
+                metrics.progress_done.store(done, Ordering::Relaxed);
+                metrics.progress_total.store(total, Ordering::Relaxed);
+            }
+            None => {
+                metrics.progress_done.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if let Err(e) = state.admit_chunk(chunk, now, send, dead.as_deref_mut(), &mut tally) {
+            record_error(error, e);
+            failed = true;
+        }
+    }
+    metrics.lines_read.fetch_add(tally.read, Ordering::Relaxed);
+    metrics.invalid.fetch_add(tally.invalid, Ordering::Relaxed);
+    metrics.late.fetch_add(tally.late, Ordering::Relaxed);
+    metrics.future.fetch_add(tally.future, Ordering::Relaxed);
+    (drained, failed)
 }
 
 /// The gossip sink: keeps what the other workers' readers say for this
