@@ -14,6 +14,7 @@ mod metrics;
 mod run;
 mod sinks;
 mod sources;
+mod units;
 
 use anyhow::{Context, Result};
 
