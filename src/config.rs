@@ -5,8 +5,8 @@
 //! from `serde_path_to_error`), and relations between keys (widths shorter
 //! than the baseline, ...) are checked by [`Params::check`].
 
-use crate::sources::generator::GeneratorConfig;
 use crate::units::Duration;
+use crate::workload::GeneratorConfig;
 use anyhow::{anyhow, Context, Result};
 use clickflow_dataflows::params::{Params, Window};
 use serde::Deserialize;

@@ -15,6 +15,7 @@ mod run;
 mod sinks;
 mod sources;
 mod units;
+mod workload;
 
 use anyhow::{Context, Result};
 
@@ -205,7 +206,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             g.events_per_user_day = rate.unwrap_or(g.events_per_user_day);
             g.bot_share = bot_share.unwrap_or(g.bot_share);
             g.seed = seed.unwrap_or(g.seed);
-            let mut generator = sources::generator::Generator::new(g).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
+            let mut generator = workload::Generator::new(g).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
             let sink: Box<dyn Write> = if output.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
