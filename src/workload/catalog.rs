@@ -2,9 +2,10 @@
 //! categories with Zipf popularity and list prices, the day's trending
 //! spikes, the day/night curve, in-session gaps and the user-agent strings.
 //!
-//! Everything here is built once, before the first event; [`Catalog::new`]
-//! and [`spikes`] consume the generator's `SmallRng` (in that order), the
-//! tables and word lists do not. Sampling during the run is O(1) per draw
+//! Everything here is built once, before the first event. [`Catalog::new`]
+//! and [`spikes`] consume the generator's `SmallRng` (in that order); the
+//! tables and word lists are fixed, and [`UserAgents`] draws from the rng it
+//! is handed (the cast's). Sampling during the run is O(1) per draw
 //! ([`Alias`]).
 
 use std::f64::consts::PI;

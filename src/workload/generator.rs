@@ -6,9 +6,8 @@
 //! draws from, consuming the one `SmallRng` in a fixed order: catalog,
 //! spikes, cast, first events. [`Generator::next_line`] then pops the actor
 //! with the earliest next event (ties: lower index), draws that event's
-//! fields, formats it (or holds it back), and reschedules the actor; it keeps
-//! O(actors) state and allocates nothing per line once the held-back slots
-//! are warm.
+//! fields, formats it (or holds it back), and reschedules the actor; the
+//! state is O(actors) plus the held-back lines.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -457,7 +456,7 @@ impl Generator {
 
 /// Actors by (next event ts, actor index), earliest first. (A timing wheel
 /// in front of the heap was tried: no faster even with 10^6 actors.)
-pub(super) struct Schedule {
+struct Schedule {
     heap: BinaryHeap<Reverse<(u64, u32)>>,
 }
 
