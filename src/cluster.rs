@@ -19,7 +19,7 @@
 //! [`watch_join`] gives up with a clear error if the cluster has not formed
 //! within `join_timeout`.
 
-use crate::config::Duration;
+use crate::units::Duration;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

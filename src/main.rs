@@ -8,14 +8,17 @@
 
 mod cluster;
 mod config;
+mod generate;
 mod get;
 mod kafka;
 mod metrics;
 mod run;
 mod sinks;
 mod sources;
+mod units;
+mod workload;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// mimalloc: the pipeline allocates many small strings per event; the system
 /// allocator spent ~20% of a replay in malloc/free.
@@ -25,7 +28,6 @@ use clap::{Parser, Subcommand};
 use clickflow_dataflows::messages::EntityKind;
 use cluster::ClusterFlags;
 use config::Config;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -98,29 +100,7 @@ enum Command {
         limit: Option<u64>,
     },
     /// Write a synthetic clickstream (JSON Lines) from the seeded generator.
-    Generate {
-        /// Config file whose `[generator]` section is the base.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Output file (`-` for stdout); `.gz` compresses.
-        #[arg(long, default_value = "-")]
-        output: PathBuf,
-        /// Human users.
-        #[arg(long)]
-        users: Option<u64>,
-        /// Days of event time.
-        #[arg(long)]
-        days: Option<u64>,
-        /// Mean events per user per day.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Share of users that are bots (0..1).
-        #[arg(long)]
-        bot_share: Option<f64>,
-        /// Random seed.
-        #[arg(long)]
-        seed: Option<u64>,
-    },
+    Generate(generate::GenerateArgs),
     /// Read from the store and print JSON.
     Get {
         /// Output directory holding features.db; default: `output.dir` of --config, else out.
@@ -197,38 +177,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { config, output, users, days, rate, bot_share, seed } => {
-            let cfg = load(config.as_ref())?;
-            let mut g = cfg.generator.clone();
-            g.users = users.unwrap_or(g.users);
-            g.days = days.unwrap_or(g.days);
-            g.events_per_user_day = rate.unwrap_or(g.events_per_user_day);
-            g.bot_share = bot_share.unwrap_or(g.bot_share);
-            g.seed = seed.unwrap_or(g.seed);
-            let mut generator = sources::generator::Generator::new(g).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
-            let sink: Box<dyn Write> = if output.as_os_str() == "-" {
-                Box::new(std::io::stdout().lock())
-            } else {
-                let file = std::fs::File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
-                if output.extension().is_some_and(|e| e == "gz") {
-                    Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
-                } else {
-                    Box::new(file)
-                }
-            };
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
-            let mut line = Vec::with_capacity(512);
-            let mut n = 0u64;
-            while generator.next_line(&mut line) {
-                line.push(b'\n');
-                out.write_all(&line).with_context(|| format!("cannot write {}", output.display()))?;
-                line.clear();
-                n += 1;
-            }
-            out.flush().with_context(|| format!("cannot write {}", output.display()))?;
-            drop(out);
-            eprintln!("clickflow: generated {n} lines");
-            Ok(())
+        Command::Generate(args) => {
+            let cfg = load(args.config.as_ref())?;
+            generate::generate(&args, cfg.generator)
         }
         Command::Produce { config, input, topic, partitions, no_key, rate, retime, limit } => {
             let cfg = load(config.as_ref())?;

@@ -7,7 +7,7 @@
 //! terminal. The summary's counts reconcile:
 //! `read = accepted + invalid + late + future + bot events`.
 
-use clickflow_dataflows::Counters;
+use clickflow_dataflows::{calendar, Counters};
 use hdrhistogram::Histogram;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -149,25 +149,13 @@ impl Progress {
     }
 }
 
-/// Formats ms since the epoch as RFC 3339 (UTC), for humans.
+/// Formats ms since the epoch as RFC 3339 (UTC), for humans; `-` for 0 (no
+/// `as_of` yet).
 pub fn fmt_ts(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
+    calendar::format_rfc3339_ms(ms)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`).
@@ -392,5 +380,6 @@ mod tests {
     fn formats_timestamps() {
         assert_eq!(fmt_ts(1_704_844_800_500), "2024-01-10T00:00:00.500Z");
         assert_eq!(fmt_ts(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(fmt_ts(0), "-");
     }
 }

@@ -29,6 +29,7 @@ use crate::sinks::sqlite::SqliteStore;
 use crate::sinks::{Committer, DeadLetters, Rows, TrendDeltas};
 use crate::sources::file::FileSource;
 use crate::sources::{reader, Alignment, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
+use crate::workload::Generator;
 use anyhow::{anyhow, bail, Context, Result};
 use clickflow_dataflows::{build, Counters, Params, Routing};
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ fn line_source(config: &Config, kind: InputKind, input: Option<&Path>) -> Result
         (InputKind::File, Some(path)) => Box::new(FileSource::open(path)?),
         (InputKind::File, None) => bail!("config `input.kind`: \"file\" needs `input.path` or --input FILE"),
         _ => {
-            let generator = crate::sources::generator::Generator::new(config.generator.clone()).map_err(|e| anyhow!("config `generator`: {e}"))?;
+            let generator = Generator::new(config.generator.clone()).map_err(|e| anyhow!("config `generator`: {e}"))?;
             Box::new(GeneratorSource::new(generator))
         }
     })

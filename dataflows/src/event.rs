@@ -20,6 +20,7 @@
 //! owned strings of the resulting [`Event`]. The user agent is not kept: it is
 //! matched against the bot patterns here, once, and reduced to a flag.
 
+use crate::calendar::{days_from_civil, days_in_month};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -622,30 +623,6 @@ pub fn parse_rfc3339(s: &str) -> Result<u64, String> {
     Ok(ms as u64)
 }
 
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +712,13 @@ mod tests {
             "２024-01-10T00:00:00Z",
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formatted_timestamps_parse_back() {
+        for ms in [0, 1, 999, 86_399_999, 951_782_400_000, 1_709_251_234_567, TS_LIMIT - 1] {
+            assert_eq!(parse_rfc3339(&crate::calendar::format_rfc3339_ms(ms)), Ok(ms));
         }
     }
 

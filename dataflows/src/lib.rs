@@ -17,6 +17,7 @@
 //! ```
 
 pub mod bots;
+pub mod calendar;
 pub mod clock;
 pub mod event;
 pub mod intern;

@@ -218,7 +218,7 @@ fn check_seed(seed: u64) -> Vec<String> {
     let batch = 20 + rng.below(200) as usize;
     let admitted = oracle::admit(&lines, &params);
     // Changes all on worker 0 (the SQLite sink), or each where it was made (Redis).
-    let routing = if seed % 2 == 0 { Routing::Central } else { Routing::Distributed };
+    let routing = if seed.is_multiple_of(2) { Routing::Central } else { Routing::Distributed };
     let by_tick = run_dataflow(lines, params.clone(), workers, batch, routing);
     let mut store = Snapshot::default();
     let mut errors = Vec::new();

@@ -1,7 +1,7 @@
 //! `[kafka]`: the brokers, the event topic, the output topics and extra
 //! librdkafka settings.
 
-use crate::config::Duration;
+use crate::units::Duration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

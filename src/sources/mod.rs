@@ -1,6 +1,6 @@
-//! Where events come from: files, the built-in generator and Kafka
-//! ([`crate::kafka`]), and the reader operator ([`reader`]) that turns their
-//! lines into the dataflow's input.
+//! Where events come from: files, the built-in generator
+//! ([`crate::workload`]) and Kafka ([`crate::kafka`]), and the reader
+//! operator ([`reader`]) that turns their lines into the dataflow's input.
 //!
 //! Every source is cut into chunks of one reader's lines by a
 //! [`decode::ChunkSource`] on a feeder thread and decoded in parallel
@@ -10,10 +10,10 @@
 
 pub mod decode;
 pub mod file;
-pub mod generator;
 pub mod offsets;
 pub mod reader;
 
+use crate::workload::Generator;
 use anyhow::Result;
 use decode::{Chunk, ChunkSource, CHUNK_LINES};
 
@@ -31,14 +31,14 @@ pub trait LineSource: Send + 'static {
 
 /// The built-in generator as a line source.
 pub struct GeneratorSource {
-    generator: generator::Generator,
+    generator: Generator,
     line: u64,
     total: u64,
 }
 
 impl GeneratorSource {
     /// Wraps a generator.
-    pub fn new(generator: generator::Generator) -> Self {
+    pub fn new(generator: Generator) -> Self {
         let total = generator.estimated_lines();
         GeneratorSource { generator, line: 0, total }
     }
