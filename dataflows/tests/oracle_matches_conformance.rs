@@ -1,45 +1,14 @@
 //! The oracle (tests/oracle) must reproduce every conformance case's
-//! expected.json: it is the reference the incremental dataflow is tested
-//! against, so it has to be right first.
+//! expected.json (the repository's copies and `../shared/conformance`, as
+//! clickflow-testkit discovers them): it is the reference the incremental
+//! dataflow is tested against, so it has to be right first.
 
 mod oracle;
 
 use clickflow_dataflows::params::{Params, Window};
+use clickflow_testkit::{cap, cases, compare_snapshots, json_lines, read_maybe_gz_bytes, snapshot_from_expected, Case};
 use serde_json::Value;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The conformance cases: `<workspace>/../shared/conformance`.
-fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
-}
-
-/// Reads `dir/name`, or `dir/name.gz` decompressed; `None` if neither exists.
-fn read_maybe_gz(dir: &Path, name: &str) -> Option<Vec<u8>> {
-    let plain = dir.join(name);
-    if plain.exists() {
-        return Some(std::fs::read(&plain).unwrap_or_else(|e| panic!("{}: {e}", plain.display())));
-    }
-    let gz = dir.join(format!("{name}.gz"));
-    if gz.exists() {
-        let file = std::fs::File::open(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
-            .read_to_end(&mut out)
-            .unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
-        return Some(out);
-    }
-    None
-}
-
-/// Splits a JSON Lines file into lines (without the `\n`; a CR stays, as a
-/// reader would hand it to the decoder), skipping a byte order mark at the
-/// very start of the file (SPEC section 1).
-fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
-}
 
 // ---------------------------------------------------------------------------
 // A tiny TOML subset: `[section]`, `key = "string" | integer | ["a", "b"]`,
@@ -149,23 +118,15 @@ fn parse_config(text: &str) -> Params {
 }
 
 /// Runs one case; returns its mismatches (empty = pass).
-fn run_case(dir: &Path) -> Vec<String> {
-    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+fn run_case(case: &Case) -> Vec<String> {
+    let config = std::fs::read_to_string(&case.config).unwrap_or_else(|e| panic!("{}: {e}", case.config.display()));
     let params = parse_config(&config);
-    let events = read_maybe_gz(dir, "events.jsonl").expect("events.jsonl[.gz]");
-    let expected_bytes = read_maybe_gz(dir, "expected.json").expect("expected.json[.gz]");
-    let expected: Value = serde_json::from_slice(&expected_bytes).expect("expected.json parses");
-
-    let lines = split_lines(&events);
-    drop(events);
+    let lines = json_lines(&read_maybe_gz_bytes(&case.events));
+    let expected = case.expected();
     let admitted = oracle::admit(&lines, &params);
     drop(lines);
 
     let mut problems = Vec::new();
-    let expected_as_of = expected.get("as_of").and_then(Value::as_u64);
-    if expected_as_of != admitted.a_end {
-        problems.push(format!("as_of: expected {expected_as_of:?}, got {:?}", admitted.a_end));
-    }
     let dead = expected.get("dead_letters").cloned().unwrap_or(Value::Null);
     let count = |reason: &str| dead.get(reason).and_then(Value::as_u64).unwrap_or(0);
     if count("invalid") != admitted.invalid {
@@ -177,41 +138,27 @@ fn run_case(dir: &Path) -> Vec<String> {
     if count("future") != 0 {
         problems.push(format!("dead letters future: expected {}, the oracle has none in event mode", count("future")));
     }
-
-    let got = match admitted.a_end {
-        Some(at) => oracle::snapshot_as_of(&admitted.events, &params, at),
-        None => oracle::Snapshot::default(),
-    };
-    let want = oracle::snapshot_from_expected(&expected);
-    problems.extend(oracle::compare_snapshots(&want, &got));
+    // as_of, users, trends, trending and the bots' flag times.
+    let got = oracle::store_at_end(&admitted, &params);
+    problems.extend(cap(compare_snapshots(&snapshot_from_expected(&expected), &got)));
     problems
 }
 
 #[test]
 fn oracle_matches_every_conformance_case() {
-    let root = cases_dir();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
-        .map(|entry| entry.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no conformance cases under {}", root.display());
-
     let mut failed = Vec::new();
-    for dir in &cases {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for case in cases() {
         let start = Instant::now();
-        let problems = run_case(dir);
+        let problems = run_case(&case);
         let took = start.elapsed();
         if problems.is_empty() {
-            eprintln!("PASS {name} ({took:.2?})");
+            eprintln!("PASS {} ({took:.2?})", case.name);
         } else {
-            eprintln!("FAIL {name} ({took:.2?}):");
+            eprintln!("FAIL {} ({took:.2?}):", case.name);
             for p in &problems {
                 eprintln!("    {p}");
             }
-            failed.push(name);
+            failed.push(case.name);
         }
     }
     assert!(failed.is_empty(), "oracle disagrees with conformance cases: {failed:?}");

@@ -15,7 +15,7 @@ use clickflow_dataflows::event::{decode_line, is_blank, UaPatterns};
 use clickflow_dataflows::messages::TrendValues;
 use clickflow_dataflows::params::{Params, Window};
 use clickflow_dataflows::{build, Change, Counters, Ingest, Routing};
-use oracle::{Snapshot, TrendRow};
+use clickflow_testkit::{compare_snapshots, StoreSnapshot, TrendRow};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::core::Inspect;
@@ -98,7 +98,14 @@ fn stream(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
             line.push_str(&format!(", \"device\": \"{}\"", devices[rng.below(4) as usize]));
         }
         if kind == "purchase" && rng.chance(80) {
-            line.push_str(&format!(", \"price\": {}.{:02}", rng.below(200), rng.below(100)));
+            if rng.chance(5) {
+                // Prices far from the cents range: spend must stay exact
+                // (SPEC section 8) past 2^63 and up to 1e300.
+                let huge = ["1e300", "5e18", "9.3e18", "1.5e-7", "123456789012.345"];
+                line.push_str(&format!(", \"price\": {}", huge[rng.below(5) as usize]));
+            } else {
+                line.push_str(&format!(", \"price\": {}.{:02}", rng.below(200), rng.below(100)));
+            }
         }
         if rng.chance(3) {
             line.push_str(&format!(", \"user_agent\": \"{}\"", uas[rng.below(4) as usize]));
@@ -172,8 +179,9 @@ fn row(v: &TrendValues) -> TrendRow {
     TrendRow { window_ms: v.window_ms, count: v.count, baseline_count: v.baseline_count, score: v.score }
 }
 
-/// Applies one tick's changes to the store; checks each delta's `prev` against it.
-fn apply(store: &mut Snapshot, changes: &[Change], errors: &mut Vec<String>) {
+/// Applies one tick's changes to the store (its tick marker sets `as_of`);
+/// checks each delta's `prev` against it.
+fn apply(store: &mut StoreSnapshot, changes: &[Change], errors: &mut Vec<String>) {
     for c in changes {
         match c {
             Change::User(u) => match &u.features {
@@ -188,7 +196,7 @@ fn apply(store: &mut Snapshot, changes: &[Change], errors: &mut Vec<String>) {
             },
             Change::Trend(t) => {
                 let key = format!("{}:{}", t.kind.as_str(), t.id);
-                let prev = store.trends.get(&key).cloned();
+                let prev = store.trends.get(&key).copied();
                 if prev != t.prev.as_ref().map(row) {
                     errors.push(format!("delta for {key} has prev {:?}, store had {prev:?}", t.prev));
                 }
@@ -204,7 +212,7 @@ fn apply(store: &mut Snapshot, changes: &[Change], errors: &mut Vec<String>) {
                     store.trending.insert(l.list.clone(), l.entries.iter().map(|e| (e.id.clone(), e.score, e.count)).collect());
                 }
             }
-            Change::Tick(_) => {}
+            Change::Tick(at) => store.as_of = Some(*at),
         }
     }
 }
@@ -220,15 +228,15 @@ fn check_seed(seed: u64) -> Vec<String> {
     // Changes all on worker 0 (the SQLite sink), or each where it was made (Redis).
     let routing = if seed.is_multiple_of(2) { Routing::Central } else { Routing::Distributed };
     let by_tick = run_dataflow(lines, params.clone(), workers, batch, routing);
-    let mut store = Snapshot::default();
+    // A store holds no bots' flag times (`bots: None`): they are not compared.
+    let mut store = StoreSnapshot::default();
     let mut errors = Vec::new();
     let ticks: Vec<u64> = by_tick.keys().copied().collect();
     assert!(ticks.len() > 3, "seed {seed}: only {} ticks", ticks.len());
     for at in &ticks {
         apply(&mut store, &by_tick[at], &mut errors);
-        let mut want = oracle::snapshot_as_of(&admitted.events, &params, *at);
-        want.bots.clear();
-        let problems = oracle::compare_snapshots(&want, &store);
+        let want = oracle::snapshot_as_of(&admitted.events, &params, *at);
+        let problems = compare_snapshots(&want, &store);
         if !problems.is_empty() {
             errors.push(format!("seed {seed} ({workers} workers, {routing:?}, tick {} ms, batch {batch}) as of {at}:", params.tick_ms));
             errors.extend(problems.into_iter().take(12).map(|p| format!("    {p}")));

@@ -1,11 +1,14 @@
-//! Shared helpers for clickflow's integration tests.
+//! Shared helpers for clickflow's integration tests, on top of
+//! `clickflow-testkit` (re-exported here), which both crates' tests share:
 //!
-//! * conformance cases: [`conformance_dir`], [`cases`], [`Case`];
+//! * from the testkit: conformance cases ([`cases`], [`Case`], the
+//!   repository's copies under `tests/conformance/` and `../shared/conformance`
+//!   when it exists), [`StoreSnapshot`], [`snapshot_from_expected`],
+//!   [`compare`] (SPEC section 8), [`read_maybe_gz`];
 //! * running the binary: [`run_case`], [`run_clickflow`], [`parse_summary`],
 //!   [`check_summary`], [`TempOut`];
-//! * the store: [`StoreSnapshot`] (store-agnostic: a Redis or cluster test
-//!   builds one from its own store), [`read_sqlite`], [`snapshot_from_expected`],
-//!   [`compare`] (SPEC section 8), [`schema_problems`], [`dump_sqlite`] /
+//! * the SQLite store: [`read_sqlite`] (a Redis or cluster test builds its
+//!   [`StoreSnapshot`] from its own store), [`schema_problems`], [`dump_sqlite`] /
 //!   [`diff_dumps`] for exact equality between runs;
 //! * trend deltas: [`replay_deltas`], [`replay_deltas_detailed`],
 //!   [`replay_delta_lines`], [`compare_trend_maps`];
@@ -23,13 +26,11 @@ pub mod services;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Mismatch lists are cut to this many lines (plus one "... and N more" line).
-pub const MAX_MISMATCHES: usize = 30;
+pub use clickflow_testkit::*;
 
 /// The file names `clickflow run` writes into its output directory.
 pub const STORE_FILE: &str = "features.db";
@@ -41,74 +42,9 @@ pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
 /// The dead-letter reasons of SPEC sections 1-2.
 pub const DEAD_LETTER_REASONS: [&str; 3] = ["invalid", "late", "future"];
 
-// ---------------------------------------------------------------------------
-// Conformance cases
-// ---------------------------------------------------------------------------
-
-/// `<CARGO_MANIFEST_DIR>/../shared/conformance`; panics if it is missing.
-pub fn conformance_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("conformance");
-    if !dir.is_dir() {
-        panic!(
-            "conformance cases not found: {} does not exist or is not a directory \
-             (expected the shared conformance folder next to the repository)",
-            dir.display()
-        );
-    }
-    dir
-}
-
-/// One conformance case: a folder with a config, an input and the expected store.
-#[derive(Debug, Clone)]
-pub struct Case {
-    /// The folder name.
-    pub name: String,
-    /// The folder.
-    pub dir: PathBuf,
-    /// `config.toml`.
-    pub config: PathBuf,
-    /// `events.jsonl` or `events.jsonl.gz`.
-    pub events: PathBuf,
-    /// `expected.json` or `expected.json.gz`.
-    pub expected_path: PathBuf,
-}
-
-impl Case {
-    /// The parsed `expected.json` (gunzipped if needed).
-    pub fn expected(&self) -> Value {
-        let text = read_maybe_gz(&self.expected_path);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("case {}: {} is not valid JSON: {e}", self.name, self.expected_path.display()))
-    }
-
-    /// Size in bytes of the events file as stored (compressed if `.gz`).
-    pub fn events_size(&self) -> u64 {
-        std::fs::metadata(&self.events)
-            .unwrap_or_else(|e| panic!("case {}: cannot stat {}: {e}", self.name, self.events.display()))
-            .len()
-    }
-
-    /// Whether the expected output has late dead letters (such a case keeps
-    /// its lateness only when read as one reader, in file order).
-    pub fn has_late_events(&self) -> bool {
-        self.expected()["dead_letters"]["late"].as_u64().unwrap_or(0) > 0
-    }
-}
-
 /// A free port on 127.0.0.1 (released again: the caller's server binds it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port on 127.0.0.1").port()
-}
-
-/// The case with the largest input (the one a mid-run interruption can hit).
-pub fn largest_case() -> Case {
-    cases().into_iter().max_by_key(|c| c.events_size()).expect("a conformance case")
-}
-
-/// The case called `name`, or the first case if this checkout has no such
-/// case (the test then runs on another case's data).
-pub fn case_named(name: &str) -> Case {
-    cases().into_iter().find(|c| c.name == name).unwrap_or_else(|| cases().remove(0))
 }
 
 /// Runs `jobs` on `threads` threads; every job's problems, concatenated.
@@ -125,48 +61,6 @@ pub fn in_parallel<T: Send>(jobs: Vec<T>, threads: usize, run: impl Fn(T) -> Vec
         }
     });
     failures.into_inner().unwrap_or_else(|p| p.into_inner())
-}
-
-fn first_existing(dir: &Path, names: &[&str]) -> Option<PathBuf> {
-    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
-}
-
-/// Every subfolder of [`conformance_dir`] with `config.toml`, `events.jsonl[.gz]`
-/// and `expected.json[.gz]`, sorted by name. Discovered at run time.
-pub fn cases() -> Vec<Case> {
-    let root = conformance_dir();
-    let entries = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()));
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()));
-        let dir = entry.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        let config = dir.join("config.toml");
-        if !config.is_file() {
-            continue;
-        }
-        let Some(events) = first_existing(&dir, &["events.jsonl", "events.jsonl.gz"]) else { continue };
-        let Some(expected_path) = first_existing(&dir, &["expected.json", "expected.json.gz"]) else { continue };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        out.push(Case { name, dir, config, events, expected_path });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// Reads a text file, gunzipping it when its name ends in `.gz`.
-pub fn read_maybe_gz(path: &Path) -> String {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    let mut text = String::new();
-    let result = if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text)
-    } else {
-        std::io::BufReader::new(file).read_to_string(&mut text)
-    };
-    result.unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text
 }
 
 // ---------------------------------------------------------------------------
@@ -317,38 +211,8 @@ pub fn check_summary(expected: &Value, summary: &Value) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// Store snapshots
+// The SQLite store as a snapshot
 // ---------------------------------------------------------------------------
-
-/// One trend record (per-row `as_of` left out: it is not compared).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrendRow {
-    /// `w*` in ms.
-    pub window_ms: u64,
-    /// Events of the entity in `w*`.
-    pub count: u64,
-    /// Events of the entity in the baseline window.
-    pub baseline_count: u64,
-    /// `(count + 1) / (baseline_count * w* / baseline + 1)`.
-    pub score: f64,
-}
-
-/// What a store holds, in a form every store (SQLite, Redis, ...) maps to.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoreSnapshot {
-    /// `meta.as_of` (None: no as_of).
-    pub as_of: Option<u64>,
-    /// user_id -> feature object.
-    pub users: BTreeMap<String, Value>,
-    /// `"<entity_type>:<entity_id>"` -> record.
-    pub trends: BTreeMap<String, TrendRow>,
-    /// list name -> entries in rank order: (entity_id, score, count).
-    pub trending: BTreeMap<String, Vec<(String, f64, u64)>>,
-    /// Things found while reading that cannot be represented above (a
-    /// features column that is not a JSON object, rank gaps, ...);
-    /// [`compare`] reports them.
-    pub problems: Vec<String>,
-}
 
 fn sql_int(v: rusqlite::types::ValueRef<'_>) -> Result<i64, String> {
     use rusqlite::types::ValueRef;
@@ -505,358 +369,6 @@ pub fn read_sqlite(path: &Path) -> StoreSnapshot {
     snap
 }
 
-/// The store `expected.json` describes (its `dead_letters` and `bots` are
-/// not part of a store).
-pub fn snapshot_from_expected(expected: &Value) -> StoreSnapshot {
-    let mut snap = StoreSnapshot {
-        as_of: match &expected["as_of"] {
-            Value::Null => None,
-            v => Some(v.as_u64().expect("expected.json: as_of is neither null nor an integer")),
-        },
-        ..StoreSnapshot::default()
-    };
-    if let Some(users) = expected["users"].as_object() {
-        snap.users = users.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    }
-    if let Some(trends) = expected["trends"].as_object() {
-        for (k, v) in trends {
-            snap.trends.insert(k.clone(), expected_trend(k, v));
-        }
-    }
-    if let Some(lists) = expected["trending"].as_object() {
-        for (list, entries) in lists {
-            snap.trending.insert(list.clone(), expected_entries(list, entries));
-        }
-    }
-    snap
-}
-
-fn expected_trend(key: &str, v: &Value) -> TrendRow {
-    let int = |f: &str| v[f].as_u64().unwrap_or_else(|| panic!("expected.json: trends.{key}.{f} is not an integer"));
-    TrendRow {
-        window_ms: int("window_ms"),
-        count: int("count"),
-        baseline_count: int("baseline_count"),
-        score: v["score"].as_f64().unwrap_or_else(|| panic!("expected.json: trends.{key}.score is not a number")),
-    }
-}
-
-fn expected_entries(list: &str, entries: &Value) -> Vec<(String, f64, u64)> {
-    fn bad<T>(list: &str) -> T {
-        panic!("expected.json: trending.{list} is not a list of [id, score, count]")
-    }
-    entries
-        .as_array()
-        .unwrap_or_else(|| bad(list))
-        .iter()
-        .map(|e| match e.as_array().map(Vec::as_slice) {
-            Some([id, score, count]) => (
-                id.as_str().unwrap_or_else(|| bad(list)).to_string(),
-                score.as_f64().unwrap_or_else(|| bad(list)),
-                count.as_u64().unwrap_or_else(|| bad(list)),
-            ),
-            _ => bad(list),
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------
-// Comparison (SPEC section 8)
-// ---------------------------------------------------------------------------
-
-/// `|a - b| <= 1e-9 * max(|a|, |b|, 1)` (NaN never matches).
-pub fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
-/// Features compared with [`close`]; every other feature is exact.
-pub fn is_tolerant_feature(name: &str) -> bool {
-    name.starts_with("spend_") || name == "cart_session_gap_ms"
-}
-
-/// Cuts a mismatch list to [`MAX_MISMATCHES`] lines plus "... and N more".
-pub fn cap(mut v: Vec<String>) -> Vec<String> {
-    cap_to(&mut v, MAX_MISMATCHES);
-    v
-}
-
-fn cap_to(v: &mut Vec<String>, max: usize) {
-    if v.len() > max {
-        let more = v.len() - max;
-        v.truncate(max);
-        v.push(format!("... and {more} more"));
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-fn show(v: Option<&Value>) -> String {
-    match v {
-        None => "(absent)".to_string(),
-        Some(v) => clip(&v.to_string(), 200),
-    }
-}
-
-/// Exact JSON equality where integers compare as integers, a float is never
-/// equal to an integer, and objects compare as maps.
-fn exact_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64().map(i128::from).or(x.as_u64().map(i128::from)), y.as_i64().map(i128::from).or(y.as_u64().map(i128::from))) {
-            (Some(i), Some(j)) => i == j,
-            (None, None) => x.as_f64() == y.as_f64(),
-            _ => false,
-        },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| exact_eq(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| exact_eq(v, w))),
-        _ => a == b,
-    }
-}
-
-/// Compares one feature value; pushes mismatches prefixed by `at`.
-fn compare_feature(at: &str, name: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
-    if is_tolerant_feature(name) {
-        let ok = match (want, got) {
-            (Value::Null, Value::Null) => true,
-            (Value::Number(a), Value::Number(b)) => match (a.as_f64(), b.as_f64()) {
-                (Some(a), Some(b)) => close(a, b),
-                _ => false,
-            },
-            _ => false,
-        };
-        if !ok {
-            out.push(format!("{at}: expected {}, got {}", show(Some(want)), show(Some(got))));
-        }
-        return;
-    }
-    match (want, got) {
-        (Value::Object(w), Value::Object(g)) => {
-            // device -> count maps: report per key.
-            let keys: BTreeSet<&String> = w.keys().chain(g.keys()).collect();
-            for k in keys {
-                match (w.get(k), g.get(k)) {
-                    (Some(a), Some(b)) if exact_eq(a, b) => {}
-                    (a, b) => out.push(format!("{at}.{k}: expected {}, got {}", show(a), show(b))),
-                }
-            }
-        }
-        _ => {
-            if !exact_eq(want, got) {
-                let note = match (want, got) {
-                    (Value::Number(a), Value::Number(b)) if a.is_f64() != b.is_f64() => " (integer vs float)",
-                    _ => "",
-                };
-                out.push(format!("{at}: expected {}, got {}{note}", show(Some(want)), show(Some(got))));
-            }
-        }
-    }
-}
-
-/// Mismatches of one user's features object (uncapped).
-pub fn compare_user(user: &str, want: &Value, got: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    let (Some(w), Some(g)) = (want.as_object(), got.as_object()) else {
-        out.push(format!("user {user:?}: expected {}, got {}", show(Some(want)), show(Some(got))));
-        return out;
-    };
-    let names: BTreeSet<&String> = w.keys().chain(g.keys()).collect();
-    for name in names {
-        let at = format!("user {user:?}: {name}");
-        match (w.get(name), g.get(name)) {
-            (Some(a), Some(b)) => compare_feature(&at, name, a, b, &mut out),
-            (Some(a), None) => out.push(format!("{at}: missing (expected {})", show(Some(a)))),
-            (None, Some(b)) => out.push(format!("{at}: unexpected feature (got {})", show(Some(b)))),
-            (None, None) => unreachable!(),
-        }
-    }
-    out
-}
-
-fn trend_diff(key: &str, want: &TrendRow, got: &TrendRow, out: &mut Vec<String>) {
-    let mut parts = Vec::new();
-    for (f, a, b) in [("window_ms", want.window_ms, got.window_ms), ("count", want.count, got.count), ("baseline_count", want.baseline_count, got.baseline_count)] {
-        if a != b {
-            parts.push(format!("{f} expected {a}, got {b}"));
-        }
-    }
-    if !close(want.score, got.score) {
-        parts.push(format!("score expected {:?}, got {:?}", want.score, got.score));
-    }
-    if !parts.is_empty() {
-        out.push(format!("trend {key}: {}", parts.join("; ")));
-    }
-}
-
-fn fmt_trend(t: &TrendRow) -> String {
-    format!("{{window_ms {}, count {}, baseline_count {}, score {:?}}}", t.window_ms, t.count, t.baseline_count, t.score)
-}
-
-/// Mismatches between two trend maps (ints exact, score with [`close`]),
-/// uncapped; `want_label` / `got_label` name the sides in messages.
-pub fn compare_trend_maps(want_label: &str, want: &BTreeMap<String, TrendRow>, got_label: &str, got: &BTreeMap<String, TrendRow>) -> Vec<String> {
-    let mut head = Vec::new();
-    let mut out = Vec::new();
-    let (mut missing, mut extra, mut differ) = (0, 0, 0);
-    let keys: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
-    for key in keys {
-        match (want.get(key), got.get(key)) {
-            (Some(a), Some(b)) => {
-                let before = out.len();
-                trend_diff(key, a, b, &mut out);
-                differ += usize::from(out.len() > before);
-            }
-            (Some(a), None) => {
-                missing += 1;
-                out.push(format!("trend {key}: in {want_label} {} but not in {got_label}", fmt_trend(a)));
-            }
-            (None, Some(b)) => {
-                extra += 1;
-                out.push(format!("trend {key}: in {got_label} {} but not in {want_label}", fmt_trend(b)));
-            }
-            (None, None) => unreachable!(),
-        }
-    }
-    if missing + extra + differ > 0 {
-        head.push(format!(
-            "trends: {missing} only in {want_label}, {extra} only in {got_label}, {differ} differ ({} in {want_label}, {} in {got_label}); \
-             `score` differences below are {want_label} vs {got_label}",
-            want.len(),
-            got.len()
-        ));
-    }
-    head.extend(out);
-    head
-}
-
-fn fmt_entry(e: &(String, f64, u64)) -> String {
-    format!("[{:?}, {:?}, {}]", e.0, e.1, e.2)
-}
-
-/// Compares the store the SPEC requires (`expected`, an `expected.json`
-/// value) with `got`; returns human-readable mismatches, capped at
-/// [`MAX_MISMATCHES`] (empty = pass). SPEC section 8: integers exact;
-/// `spend_*`, `score` and `cart_session_gap_ms` within `1e-9 * max(|a|, |b|, 1)`;
-/// everything else exact (objects as maps). Per-row `as_of` is not compared;
-/// `meta.as_of` is (expected null = no as_of).
-pub fn compare(expected: &Value, got: &StoreSnapshot) -> Vec<String> {
-    cap(compare_uncapped(expected, got))
-}
-
-/// [`compare`] without the cap.
-pub fn compare_uncapped(expected: &Value, got: &StoreSnapshot) -> Vec<String> {
-    let want = snapshot_from_expected(expected);
-    let mut head = Vec::new();
-    let mut details = Vec::new();
-
-    if want.as_of != got.as_of {
-        let f = |v: Option<u64>| v.map_or("none (no meta.as_of row)".to_string(), |v| v.to_string());
-        head.push(format!("meta.as_of: expected {}, got {}", f(want.as_of), f(got.as_of)));
-    }
-    head.extend(got.problems.iter().map(|p| format!("store problem: {p}")));
-
-    // users
-    {
-        let (mut missing, mut extra, mut differ) = (Vec::new(), Vec::new(), 0usize);
-        let mut diffs = Vec::new();
-        let keys: BTreeSet<&String> = want.users.keys().chain(got.users.keys()).collect();
-        for user in keys {
-            match (want.users.get(user), got.users.get(user)) {
-                (Some(a), Some(b)) => {
-                    let d = compare_user(user, a, b);
-                    differ += usize::from(!d.is_empty());
-                    diffs.extend(d);
-                }
-                (Some(_), None) => missing.push(user.as_str()),
-                (None, Some(_)) => extra.push(user.as_str()),
-                (None, None) => unreachable!(),
-            }
-        }
-        if !missing.is_empty() || !extra.is_empty() || differ > 0 {
-            head.push(format!(
-                "users: {} missing, {} unexpected, {differ} with different features ({} expected, {} in store)",
-                missing.len(),
-                extra.len(),
-                want.users.len(),
-                got.users.len()
-            ));
-        }
-        let list = |v: &[&str]| {
-            let shown: Vec<String> = v.iter().take(10).map(|u| format!("{u:?}")).collect();
-            format!("{}{}", shown.join(", "), if v.len() > 10 { format!(", ... ({} in all)", v.len()) } else { String::new() })
-        };
-        if !missing.is_empty() {
-            details.push(format!("missing users: {}", list(&missing)));
-        }
-        if !extra.is_empty() {
-            details.push(format!("unexpected users: {}", list(&extra)));
-        }
-        details.extend(diffs);
-    }
-
-    // trends
-    {
-        let mut t = compare_trend_maps("expected", &want.trends, "store", &got.trends);
-        if !t.is_empty() {
-            head.push(t.remove(0));
-            details.extend(t);
-        }
-    }
-
-    // trending
-    {
-        let mut summary = Vec::new();
-        let names: BTreeSet<&String> = want.trending.keys().chain(got.trending.keys()).collect();
-        for list in names {
-            match (want.trending.get(list), got.trending.get(list)) {
-                (Some(a), Some(b)) => {
-                    let mut bad = false;
-                    if a.len() != b.len() {
-                        bad = true;
-                        details.push(format!("trending {list}: expected {} entries, got {}", a.len(), b.len()));
-                    }
-                    for i in 0..a.len().max(b.len()) {
-                        match (a.get(i), b.get(i)) {
-                            (Some(x), Some(y)) if x.0 == y.0 && x.2 == y.2 && close(x.1, y.1) => {}
-                            (x, y) => {
-                                bad = true;
-                                let f = |e: Option<&(String, f64, u64)>| e.map_or("(none)".to_string(), fmt_entry);
-                                details.push(format!("trending {list} rank {}: expected {}, got {}", i + 1, f(x), f(y)));
-                            }
-                        }
-                    }
-                    if bad {
-                        summary.push(format!("{list:?} differs"));
-                    }
-                }
-                (Some(a), None) => {
-                    summary.push(format!("{list:?} missing"));
-                    details.push(format!("trending {list}: missing list (expected {})", a.iter().map(fmt_entry).collect::<Vec<_>>().join(", ")));
-                }
-                (None, Some(b)) => {
-                    summary.push(format!("{list:?} unexpected"));
-                    details.push(format!("trending {list}: unexpected list ({})", b.iter().map(fmt_entry).collect::<Vec<_>>().join(", ")));
-                }
-                (None, None) => unreachable!(),
-            }
-        }
-        if !summary.is_empty() {
-            let mut s = summary;
-            cap_to(&mut s, 8);
-            head.push(format!("trending lists: {}", s.join(", ")));
-        }
-    }
-    head.extend(details);
-    head
-}
-
 // ---------------------------------------------------------------------------
 // Trend deltas
 // ---------------------------------------------------------------------------
@@ -956,8 +468,8 @@ pub fn replay_delta_lines(text: &str) -> (BTreeMap<String, TrendRow>, Vec<String
             (Some(p), Some(c)) if same_row(p, c) => {}
             (p, c) => problems.push(format!(
                 "line {line} ({key}): prev {} but the current state is {}",
-                p.as_ref().map_or("null".to_string(), fmt_trend),
-                c.as_ref().map_or("absent (prev must be null)".to_string(), fmt_trend)
+                p.as_ref().map_or("null".to_string(), TrendRow::to_string),
+                c.as_ref().map_or("absent (prev must be null)".to_string(), TrendRow::to_string)
             )),
         }
         if deleted {
@@ -977,7 +489,7 @@ pub fn replay_delta_lines(text: &str) -> (BTreeMap<String, TrendRow>, Vec<String
             let Some(new) = delta_values(&msg, "message", line, &mut problems) else { continue };
             if let Some(p) = &prev {
                 if p.window_ms == new.window_ms && p.count == new.count && p.baseline_count == new.baseline_count && p.score == new.score {
-                    problems.push(format!("line {line} ({key}): message changes nothing ({})", fmt_trend(&new)));
+                    problems.push(format!("line {line} ({key}): message changes nothing ({})", new));
                 }
             }
             state.insert(key, new);
@@ -1171,7 +683,7 @@ pub fn diff_dumps(a_label: &str, a: &StoreDump, b_label: &str, b: &StoreDump, ma
             out.push("  same rows, different order or multiplicity".to_string());
         }
     }
-    cap_to(&mut out, max);
+    out = cap_at(out, max);
     out
 }
 

@@ -7,12 +7,15 @@
 //! the parameters; none of the crate's clock, bots, sessions, windows,
 //! trends, trending or user-feature code is used.
 //!
-//! Integration tests include it with `mod oracle;`.
+//! Integration tests include it with `mod oracle;`; it produces the
+//! `StoreSnapshot` of `clickflow-testkit`, which also compares snapshots
+//! (SPEC section 8).
 
 #![allow(dead_code)]
 
 use clickflow_dataflows::event::{decode_line, is_blank, Event, EventKind, UaPatterns};
 use clickflow_dataflows::params::{Params, DAY_MS};
+use clickflow_testkit::{StoreSnapshot, TrendRow};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,34 +81,8 @@ pub fn admit(lines: &[Vec<u8>], params: &Params) -> Admitted {
 }
 
 // ---------------------------------------------------------------------------
-// The store as of one tick.
+// The store as of one tick, as a clickflow-testkit StoreSnapshot.
 // ---------------------------------------------------------------------------
-
-/// One trend record (SPEC section 6).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrendRow {
-    /// The adaptive short window `w*`.
-    pub window_ms: u64,
-    /// Events of the entity in `w*`.
-    pub count: u64,
-    /// Events of the entity in the baseline.
-    pub baseline_count: u64,
-    /// The double nearest `N / D`.
-    pub score: f64,
-}
-
-/// The whole store as of one tick.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Snapshot {
-    /// user id -> the feature object of SPEC section 5.
-    pub users: BTreeMap<String, Value>,
-    /// `"product:<id>"` / `"category:<id>"` -> trend record.
-    pub trends: BTreeMap<String, TrendRow>,
-    /// list name -> entries in rank order: (entity id, score, count).
-    pub trending: BTreeMap<String, Vec<(String, f64, u64)>>,
-    /// Flag times of the users flagged before the tick.
-    pub bots: BTreeMap<String, u64>,
-}
 
 /// SPEC section 3: the flag time of one user, from all of its valid,
 /// non-late events (any order); `None` if no rule ever fires.
@@ -317,10 +294,10 @@ fn top_k(mut cands: Vec<Candidate>, k: usize) -> Vec<(String, f64, u64)> {
     cands.into_iter().take(k).map(|c| (c.id, c.score, c.count)).collect()
 }
 
-/// SPEC sections 3-6: the whole store as of tick `at`, from the admitted
-/// (valid, non-late) events of every user, bots' events included, in any
-/// order.
-pub fn snapshot_as_of(events: &[Event], params: &Params, at: u64) -> Snapshot {
+/// SPEC sections 3-6: the whole store as of tick `at` (with the flag times
+/// of the users flagged before it), from the admitted (valid, non-late)
+/// events of every user, bots' events included, in any order.
+pub fn snapshot_as_of(events: &[Event], params: &Params, at: u64) -> StoreSnapshot {
     // Group by user; a bot is flagged from ALL of its events (it may look
     // further back than the horizon); flag times >= at do not count yet.
     let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
@@ -441,190 +418,14 @@ pub fn snapshot_as_of(events: &[Event], params: &Params, at: u64) -> Snapshot {
         put(format!("category:{cat}"), top_k(cands, k));
     }
 
-    Snapshot { users, trends, trending, bots }
+    StoreSnapshot { as_of: Some(at), users, trends, trending, bots: Some(bots), problems: Vec::new() }
 }
 
-// ---------------------------------------------------------------------------
-// SPEC section 8: comparison.
-// ---------------------------------------------------------------------------
-
-const MAX_MISMATCHES: usize = 50;
-
-/// `|a - b| <= 1e-9 * max(|a|, |b|, 1)`.
-pub fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
-fn is_float_feature(key: &str) -> bool {
-    key.starts_with("spend_") || key == "cart_session_gap_ms"
-}
-
-fn feature_equal(key: &str, a: &Value, b: &Value) -> bool {
-    if is_float_feature(key) {
-        match (a, b) {
-            (Value::Null, Value::Null) => true,
-            (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) => close(x, y),
-                _ => false,
-            },
-            _ => false,
-        }
-    } else {
-        a == b
+/// The store once the pipeline is as of `A_end`: [`snapshot_as_of`] it, or
+/// an empty store without `as_of` (and no bots) when no event was admitted.
+pub fn store_at_end(admitted: &Admitted, params: &Params) -> StoreSnapshot {
+    match admitted.a_end {
+        Some(at) => snapshot_as_of(&admitted.events, params, at),
+        None => StoreSnapshot { bots: Some(BTreeMap::new()), ..StoreSnapshot::default() },
     }
-}
-
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 300 {
-        format!("{}...", &s[..s.char_indices().nth(300).map_or(s.len(), |(i, _)| i)])
-    } else {
-        s
-    }
-}
-
-/// Compares two snapshots by SPEC section 8 rules (integers exact; `spend_*`,
-/// `score` and `cart_session_gap_ms` within 1e-9 relative; everything else
-/// exact). Returns readable mismatches, at most about 50.
-pub fn compare_snapshots(expected: &Snapshot, got: &Snapshot) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut total = 0usize;
-    let mut report = |s: String| {
-        total += 1;
-        if total <= MAX_MISMATCHES {
-            out.push(s);
-        }
-    };
-
-    // users
-    let user_keys: BTreeSet<&String> = expected.users.keys().chain(got.users.keys()).collect();
-    for user in user_keys {
-        match (expected.users.get(user), got.users.get(user)) {
-            (Some(_), None) => report(format!("user {user:?}: expected a record, got none")),
-            (None, Some(g)) => report(format!("user {user:?}: expected no record, got {}", short(g))),
-            (Some(e), Some(g)) => {
-                let (Some(eo), Some(go)) = (e.as_object(), g.as_object()) else {
-                    if e != g {
-                        report(format!("user {user:?}: expected {}, got {}", short(e), short(g)));
-                    }
-                    continue;
-                };
-                let keys: BTreeSet<&String> = eo.keys().chain(go.keys()).collect();
-                for key in keys {
-                    match (eo.get(key), go.get(key)) {
-                        (Some(ev), Some(gv)) => {
-                            if !feature_equal(key, ev, gv) {
-                                report(format!("user {user:?} {key}: expected {}, got {}", short(ev), short(gv)));
-                            }
-                        }
-                        (Some(ev), None) => report(format!("user {user:?} {key}: expected {}, missing", short(ev))),
-                        (None, Some(gv)) => report(format!("user {user:?} {key}: unexpected {}", short(gv))),
-                        (None, None) => {}
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
-    // trends
-    let trend_keys: BTreeSet<&String> = expected.trends.keys().chain(got.trends.keys()).collect();
-    for key in trend_keys {
-        match (expected.trends.get(key), got.trends.get(key)) {
-            (Some(e), None) => report(format!("trend {key:?}: expected {e:?}, got none")),
-            (None, Some(g)) => report(format!("trend {key:?}: expected none, got {g:?}")),
-            (Some(e), Some(g)) => {
-                if e.window_ms != g.window_ms
-                    || e.count != g.count
-                    || e.baseline_count != g.baseline_count
-                    || !close(e.score, g.score)
-                {
-                    report(format!("trend {key:?}: expected {e:?}, got {g:?}"));
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
-    // trending
-    let list_keys: BTreeSet<&String> = expected.trending.keys().chain(got.trending.keys()).collect();
-    for key in list_keys {
-        let empty = Vec::new();
-        let e = expected.trending.get(key).unwrap_or(&empty);
-        let g = got.trending.get(key).unwrap_or(&empty);
-        let same = e.len() == g.len()
-            && e.iter().zip(g).all(|(a, b)| a.0 == b.0 && a.2 == b.2 && close(a.1, b.1));
-        if !same {
-            report(format!("trending {key:?}: expected {e:?}, got {g:?}"));
-        }
-    }
-
-    // bots
-    let bot_keys: BTreeSet<&String> = expected.bots.keys().chain(got.bots.keys()).collect();
-    for user in bot_keys {
-        let (e, g) = (expected.bots.get(user), got.bots.get(user));
-        if e != g {
-            report(format!("bot {user:?}: expected flag time {e:?}, got {g:?}"));
-        }
-    }
-
-    if total > MAX_MISMATCHES {
-        out.push(format!("... and {} more mismatches", total - MAX_MISMATCHES));
-    }
-    out
-}
-
-/// Reads the store part of a conformance `expected.json` (`users`, `trends`,
-/// `trending`, `bots`; `as_of` and `dead_letters` are read by the caller).
-pub fn snapshot_from_expected(v: &Value) -> Snapshot {
-    let mut snap = Snapshot::default();
-    if let Some(users) = v.get("users").and_then(Value::as_object) {
-        for (user, rec) in users {
-            snap.users.insert(user.clone(), rec.clone());
-        }
-    }
-    if let Some(trends) = v.get("trends").and_then(Value::as_object) {
-        for (key, row) in trends {
-            let int = |f: &str| row.get(f).and_then(Value::as_u64).unwrap_or_else(|| panic!("trend {key}: bad {f}"));
-            snap.trends.insert(
-                key.clone(),
-                TrendRow {
-                    window_ms: int("window_ms"),
-                    count: int("count"),
-                    baseline_count: int("baseline_count"),
-                    score: row
-                        .get("score")
-                        .and_then(Value::as_f64)
-                        .unwrap_or_else(|| panic!("trend {key}: bad score")),
-                },
-            );
-        }
-    }
-    if let Some(lists) = v.get("trending").and_then(Value::as_object) {
-        for (name, entries) in lists {
-            let entries = entries.as_array().unwrap_or_else(|| panic!("trending {name}: not an array"));
-            let list = entries
-                .iter()
-                .map(|entry| {
-                    let id = entry.get(0).and_then(Value::as_str).unwrap_or_else(|| bad_entry(name, entry));
-                    let score = entry.get(1).and_then(Value::as_f64).unwrap_or_else(|| bad_entry(name, entry));
-                    let count = entry.get(2).and_then(Value::as_u64).unwrap_or_else(|| bad_entry(name, entry));
-                    let id = id.to_string();
-                    (id, score, count)
-                })
-                .collect();
-            snap.trending.insert(name.clone(), list);
-        }
-    }
-    if let Some(bots) = v.get("bots").and_then(Value::as_object) {
-        for (user, flag) in bots {
-            let flag = flag.as_u64().unwrap_or_else(|| panic!("bot {user}: bad flag time"));
-            snap.bots.insert(user.clone(), flag);
-        }
-    }
-    snap
-}
-
-fn bad_entry<T>(list: &str, entry: &Value) -> T {
-    panic!("trending {list}: bad entry {entry}")
 }

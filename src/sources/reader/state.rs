@@ -288,3 +288,48 @@ impl Reading {
         self.readers.frontier()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickflow_dataflows::params::DAY_MS;
+
+    const T0: u64 = 1_700_006_400_000; // a day's start
+
+    /// One worker reading two partitions, a day's tick, no drift allowed.
+    fn two_partitions() -> Reading {
+        let params = Params { tick_ms: DAY_MS, ..Params::default() };
+        let infos = (0..2).map(|p| ReaderInfo { name: format!("t:{p}"), partition: Some(p) }).collect();
+        Reading::new(&params, Pace::replay(0), 100, infos)
+    }
+
+    fn ahead(reading: &Reading, heard: ActiveLow) -> [bool; 2] {
+        let alignment = Alignment::new(2);
+        reading.align(&alignment, heard);
+        [alignment.is_ahead(0), alignment.is_ahead(1)]
+    }
+
+    #[test]
+    fn readers_within_one_tick_are_never_held_back() {
+        // Exact watermarks compared with rounded lows would mark both: each
+        // is above the start of the tick both are in.
+        let mut reading = two_partitions();
+        assert_eq!(reading.readers.admit(0, T0 + 5 * 3_600_000), Admit::OnTime);
+        assert_eq!(reading.readers.admit(1, T0 + 6 * 3_600_000), Admit::OnTime);
+        assert_eq!(ahead(&reading, ActiveLow::NoneActive), [false, false]);
+        // Another worker's reader, heard at tick granularity, in the same tick.
+        assert_eq!(ahead(&reading, ActiveLow::Low(Some(T0))), [false, false]);
+    }
+
+    #[test]
+    fn a_reader_a_tick_ahead_waits_and_one_that_read_nothing_holds_the_others() {
+        let mut reading = two_partitions();
+        reading.readers.admit(0, T0 + DAY_MS + 60_000);
+        assert_eq!(ahead(&reading, ActiveLow::NoneActive), [true, false], "partition 1 has read nothing yet");
+        reading.readers.admit(1, T0 + 60_000);
+        assert_eq!(ahead(&reading, ActiveLow::NoneActive), [true, false], "partition 0 is a tick ahead of partition 1");
+        reading.readers.admit(1, T0 + DAY_MS + 30_000);
+        assert_eq!(ahead(&reading, ActiveLow::NoneActive), [false, false]);
+        assert_eq!(ahead(&reading, ActiveLow::Low(Some(T0))), [true, true], "another worker is a tick behind both");
+    }
+}
