@@ -318,27 +318,11 @@ impl Layout {
 
 /// Appends `prefix`, `n` zero-padded to `width` digits and a closing quote.
 #[inline]
-fn push_id(buf: &mut Vec<u8>, prefix: u8, mut n: u64, width: usize) {
-    let mut tmp = [b'0'; 24];
-    let mut i = 23;
-    tmp[23] = b'"';
-    while n >= 100 {
-        let d = (n % 100) as usize * 2;
-        n /= 100;
-        i -= 2;
-        tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
-    }
-    if n >= 10 {
-        let d = n as usize * 2;
-        i -= 2;
-        tmp[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
-    } else {
-        i -= 1;
-        tmp[i] = b'0' + n as u8;
-    }
-    i = i.min(23 - width) - 1;
-    tmp[i] = prefix;
-    buf.extend_from_slice(&tmp[i..]);
+fn push_id(buf: &mut Vec<u8>, prefix: u8, n: u64, width: usize) {
+    buf.push(prefix);
+    buf.resize(buf.len() + width.saturating_sub(digits(n)), b'0');
+    push_u64(buf, n);
+    buf.push(b'"');
 }
 
 const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
