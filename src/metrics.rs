@@ -125,7 +125,8 @@ impl Progress {
                     std::thread::sleep(Duration::from_millis(500));
                     let read = metrics.lines_read.load(Ordering::Relaxed);
                     let (done, total) = (metrics.progress_done.load(Ordering::Relaxed), metrics.progress_total.load(Ordering::Relaxed));
-                    let pct = if total > 0 { format!("{:5.1}% ", 100.0 * done as f64 / total as f64) } else { String::new() };
+                    // A replay's share read, or a live run's catch-up (its backlog read).
+                    let pct = if total > 0 && done < total { format!("{:5.1}% ", 100.0 * done as f64 / total as f64) } else { String::new() };
                     let rate = read as f64 / metrics.elapsed().max(1e-9);
                     eprint!(
                         "\r{pct}{read} lines, {:.0} events/s, as_of {}   ",

@@ -95,7 +95,7 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, kafka: Op
         // One reader (SPEC section 2): only process 0 needs the file.
         if cluster.process == 0 {
             let source = line_source(config, kind, target.input.as_deref())?;
-            let readers = vec![ReaderInfo { name: source.name(), partition: None }];
+            let readers = vec![ReaderInfo { name: source.name(), partition: None, backlog: false }];
             inputs[0] = Some(WorkerInput { source: Box::new(LineChunks::new(source)), readers, alignment: None });
         }
         return Ok(inputs);
@@ -105,11 +105,10 @@ fn worker_inputs(config: &Config, target: &RunTarget, kind: InputKind, kafka: Op
         if parts.is_empty() {
             continue;
         }
-        if target.until_end {
-            let total: i64 = parts.iter().map(|p| (p.end.unwrap_or(p.start) - p.start).max(0)).sum();
-            metrics.progress_total.fetch_add(total as u64, Ordering::Relaxed);
-        }
-        let readers = parts.iter().map(|p| ReaderInfo { name: format!("{}:{}", k.topic, p.partition), partition: Some(p.partition) }).collect();
+        // What a replay reads, or what a live run catches up on (its backlog).
+        let total: i64 = parts.iter().map(|p| (p.end.unwrap_or(p.high) - p.start).max(0)).sum();
+        metrics.progress_total.fetch_add(total as u64, Ordering::Relaxed);
+        let readers = parts.iter().map(|p| ReaderInfo { name: format!("{}:{}", k.topic, p.partition), partition: Some(p.partition), backlog: !p.empty_at_start() }).collect();
         let alignment = Arc::new(Alignment::new(parts.len()));
         let source = KafkaChunks::new(k, &parts, stop.clone(), alignment.clone())?;
         *input = Some(WorkerInput { source: Box::new(source), readers, alignment: Some(alignment) });

@@ -8,6 +8,8 @@
 //! partitions, offsets never committed ahead of the store, and clear errors.
 
 mod common;
+#[path = "../dataflows/tests/oracle/mod.rs"]
+mod oracle;
 
 use common::services::{
     clear_redis, committed, config_text, connect_redis, dump_redis, expected_for_redis, high_watermarks, kafka_brokers, produce_case, produce_raw, read_redis, read_topic,
@@ -15,7 +17,7 @@ use common::services::{
 };
 use common::{
     case_named, cases, check_dead_letters, check_summary, compare_trend_maps, compare_uncapped, dead_letter_counts_of, describe_output, free_port, in_parallel, largest_case,
-    parse_summary, replay_delta_lines, run_clickflow, Case, TempOut,
+    parse_summary, replay_delta_lines, run_clickflow, Case, TempOut, cap, compare_snapshots, json_lines, read_maybe_gz_bytes,
 };
 use redis::Commands;
 use serde_json::Value;
@@ -273,6 +275,67 @@ fn wall_clock_mode_slides_windows_without_traffic_and_dead_letters_future_events
     let letter: Value = serde_json::from_slice(&dead[0].payload).unwrap();
     assert_eq!((dead.len(), letter["reason"].as_str()), (1, Some("future")), "{letter}");
     assert_eq!(committed(&kafka_brokers(), &names.group, &names.topic).get(&0), Some(&2), "both messages are reflected");
+    clear_redis(&mut conn, &names.prefix);
+}
+
+/// A real sample's lines with every integer `ts` moved by the same amount,
+/// so that the newest event is `newest` (other lines unchanged).
+fn retimed(path: &Path, newest: u64) -> Vec<String> {
+    let lines: Vec<String> = json_lines(&read_maybe_gz_bytes(path)).into_iter().map(|l| String::from_utf8(l).unwrap()).filter(|l| !l.trim().is_empty()).collect();
+    let ts = |l: &str| serde_json::from_str::<Value>(l).ok().and_then(|v| v["ts"].as_u64());
+    let max = lines.iter().filter_map(|l| ts(l)).max().unwrap();
+    lines
+        .iter()
+        .map(|l| match (serde_json::from_str::<Value>(l), ts(l)) {
+            (Ok(mut v), Some(t)) => {
+                v["ts"] = Value::from(t + newest - max);
+                v.to_string()
+            }
+            _ => l.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_start_over_retained_history_replays_it_then_runs_on_the_wall_clock() {
+    // SPEC section 2: a reader replays its partition's backlog in event
+    // time, and only then follows the wall clock. Nine days of a real
+    // sample, retimed to end 20 s ago, are in the topic before the run starts.
+    let names = Names::new("catch-up");
+    let out = TempOut::new("kafka-catch-up");
+    let redis = redis_url();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/real/taobao_b.jsonl");
+    let lines = retimed(&sample, now_ms() - 20_000);
+    produce_raw(&kafka_brokers(), &names.topic, 1, &lines.iter().map(|l| Msg::value(l.as_bytes())).collect::<Vec<_>>());
+    let cfg = write_config(out.path(), &config_text("[clock]\nmode = \"wall\"\n", &names, &redis, ""));
+    let run = spawn_live(&cfg, out.path(), 1);
+    let mut conn = connect_redis(&redis);
+    let started = now_ms();
+    // Caught up, then live: ticks follow the wall clock past the history.
+    wait_for(120, "as_of past the start of the run", || redis_as_of(&mut conn, &names.prefix).filter(|&a| a > started));
+    let output = stop(run);
+    assert!(output.status.success(), "{}", describe_output(&output, 3000));
+    let summary = parse_summary(&output).unwrap();
+    let store = read_redis(&mut conn, &names.prefix);
+    let as_of = store.as_of.unwrap();
+
+    // The store is the from-scratch store as of that tick over the sample's
+    // lines in topic order, the lateness of one reader included.
+    let params = clickflow_dataflows::Params::default();
+    let bytes: Vec<Vec<u8>> = lines.iter().map(|l| l.as_bytes().to_vec()).collect();
+    let admitted = oracle::admit(&bytes, &params);
+    assert!(admitted.events.len() > 5_000, "{} events", admitted.events.len());
+    assert_eq!(summary["late"].as_u64(), Some(admitted.late), "history is replayed in event time, not dead-lettered as late: {summary}");
+    assert_eq!(summary["invalid"].as_u64(), Some(admitted.invalid), "{summary}");
+    let mut want = oracle::snapshot_as_of(&admitted.events, &params, as_of);
+    for entries in want.trending.values_mut() {
+        // Redis keeps scores, not counts, and orders ties by id.
+        entries.iter_mut().for_each(|e| e.2 = 0);
+        entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    let problems = cap(compare_snapshots(&want, &store));
+    assert!(problems.is_empty(), "as of {as_of}:\n{}", problems.join("\n"));
+    assert!(!store.users.is_empty());
     clear_redis(&mut conn, &names.prefix);
 }
 

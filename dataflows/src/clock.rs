@@ -193,6 +193,12 @@ impl Readers {
         self.clocks.iter_mut().for_each(|c| c.raise_floor(wm));
     }
 
+    /// Raises reader `r`'s watermark to at least `wm` (the wall clock, for
+    /// a reader that has caught up).
+    pub fn raise_floor_of(&mut self, r: usize, wm: u64) {
+        self.clocks[r].raise_floor(wm);
+    }
+
     /// What the other workers' active readers have passed (their combined
     /// [`ActiveLow`]): idle readers here follow the lowest active reader anywhere.
     pub fn hear(&mut self, others: ActiveLow) {

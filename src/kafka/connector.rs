@@ -50,7 +50,7 @@ impl Kafka {
                     .into_iter()
                     .map(|p| {
                         let (low, high) = marks[&p];
-                        PartitionRead { partition: p, end: until_end.then_some(high), start: low }
+                        PartitionRead { partition: p, end: until_end.then_some(high), start: low, high }
                     })
                     .collect()
             })

@@ -47,6 +47,16 @@ pub struct PartitionRead {
     pub end: Option<i64>,
     /// The earliest offset at start (a partition with `end <= start` is empty).
     pub start: i64,
+    /// The high-water mark at start: once every message below it is read,
+    /// the partition has caught up (SPEC section 2, wall-clock mode).
+    pub high: i64,
+}
+
+impl PartitionRead {
+    /// Whether the partition held nothing at start: caught up at once.
+    pub fn empty_at_start(&self) -> bool {
+        self.high <= self.start
+    }
 }
 
 /// A consumer config with clickflow's settings.
@@ -73,6 +83,10 @@ struct Part {
     chunk: Chunk,
     since: Option<Instant>,
     done: bool,
+    /// Every message below `read.high` has been read.
+    caught_up: bool,
+    /// A chunk has told the reader so.
+    told_caught_up: bool,
 }
 
 /// The partitions' chunks under construction, and the cut ones.
@@ -112,7 +126,7 @@ impl KafkaChunks {
             .map(|p| consumer.split_partition_queue(&cfg.topic, p.partition).with_context(|| format!("cannot give `{}` partition {} its own queue", cfg.topic, p.partition)))
             .collect::<Result<Vec<_>>>()?;
         let mut state = Parts {
-            parts: parts.iter().map(|&read| Part { read, chunk: Chunk::default(), since: None, done: false }).collect(),
+            parts: parts.iter().map(|&read| Part { read, chunk: Chunk::default(), since: None, done: false, caught_up: read.empty_at_start(), told_caught_up: read.empty_at_start() }).collect(),
             index: parts.iter().enumerate().map(|(i, p)| (p.partition, i)).collect(),
             ready: VecDeque::new(),
         };
@@ -125,13 +139,17 @@ impl KafkaChunks {
     }
 
     /// No more data in `partition` for now: cut its chunk; with an end, it
-    /// may be done (past the last message, e.g. behind a transaction marker).
+    /// may be done (past the last message, e.g. behind a transaction marker);
+    /// past the high-water mark at start, it has caught up (the messages
+    /// below it may be gone: deleted by retention, or transaction markers).
     fn at_eof(&mut self, partition: i32) {
         let Some(&r) = self.state.index.get(&partition) else { return };
-        let done = match self.state.parts[r].read.end {
-            Some(end) => self.position(partition).is_some_and(|pos| pos >= end),
-            None => false,
-        };
+        let position = self.position(partition);
+        let read = &self.state.parts[r].read;
+        let done = read.end.is_some_and(|end| position.is_some_and(|pos| pos >= end));
+        if position.is_some_and(|pos| pos >= read.high) {
+            self.state.parts[r].caught_up = true;
+        }
         self.state.cut(r, done);
     }
 
@@ -153,14 +171,19 @@ impl KafkaChunks {
 
 impl Parts {
     /// Moves partition `r`'s chunk to the ready queue (`last`: it is done).
+    /// An empty chunk goes only to end the partition or to tell the reader
+    /// that it has caught up.
     fn cut(&mut self, r: usize, last: bool) {
         let part = &mut self.parts[r];
-        if part.done || (part.chunk.spans.is_empty() && !last) {
+        let news = part.caught_up && !part.told_caught_up;
+        if part.done || (part.chunk.spans.is_empty() && !last && !news) {
             return;
         }
         let mut chunk = std::mem::take(&mut part.chunk);
         chunk.reader = r;
         chunk.last = last;
+        chunk.caught_up = part.caught_up;
+        part.told_caught_up = part.caught_up;
         part.done = last;
         part.since = None;
         self.ready.push_back(chunk);
@@ -182,9 +205,11 @@ impl Parts {
             part.since = Some(Instant::now());
         }
         part.chunk.push(payload.unwrap_or_default(), Some(offset));
+        part.caught_up |= offset + 1 >= part.read.high;
+        let news = part.caught_up && !part.told_caught_up;
         let full = part.chunk.spans.len() >= CHUNK_LINES;
         let at_end = end.is_some_and(|e| offset + 1 >= e);
-        if full || at_end {
+        if full || at_end || news {
             self.cut(r, at_end);
         }
     }

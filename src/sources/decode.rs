@@ -55,6 +55,10 @@ pub struct Chunk {
     pub error: Option<anyhow::Error>,
     /// Whether this is the reader's last chunk.
     pub last: bool,
+    /// Whether the reader has now read everything its partition held when
+    /// the run started (SPEC section 2: from here on, the wall-clock floor
+    /// applies to it).
+    pub caught_up: bool,
 }
 
 impl Chunk {

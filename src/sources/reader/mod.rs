@@ -61,6 +61,10 @@ pub struct ReaderInfo {
     pub name: String,
     /// The Kafka partition, for offset reports.
     pub partition: Option<i32>,
+    /// Whether it has a backlog to replay in event time before the
+    /// wall-clock floor applies to it (SPEC section 2): a partition that
+    /// held messages at start. Its chunks say when it has caught up.
+    pub backlog: bool,
 }
 
 /// What one worker reads.

@@ -64,6 +64,9 @@ pub struct Reading {
     /// Per partitioned reader, the offsets each closed tick reflects.
     safe: Vec<Option<SafeOffsets>>,
     last_data: Vec<Instant>,
+    /// Per reader, whether it has read its backlog (SPEC section 2): only
+    /// then does the wall-clock floor apply to it, or can it become idle.
+    caught_up: Vec<bool>,
     since_close: usize,
     /// Dead letters written since the last flush.
     unflushed: bool,
@@ -84,6 +87,7 @@ impl Reading {
             safe: infos.iter().map(|i| i.partition.map(|_| SafeOffsets::new(tick))).collect(),
             readers: Readers::new(params, n),
             last_data: vec![Instant::now(); n],
+            caught_up: infos.iter().map(|i| !i.backlog).collect(),
             since_close: 0,
             unflushed: false,
             told: None,
@@ -96,14 +100,20 @@ impl Reading {
         &self.pace
     }
 
-    /// Follows the clocks: the wall clock (in wall mode) and what the other
-    /// workers' active readers have passed (idle readers follow them).
+    /// Follows the clocks: the wall clock (in wall mode, for the readers
+    /// that have caught up; the others replay their backlog in event time)
+    /// and what the other workers' active readers have passed (idle readers
+    /// follow them).
     pub fn follow(&mut self, now: u64, heard: ActiveLow) {
         if self.pace.wall.is_some() {
-            self.readers.raise_floor(now.saturating_sub(self.lateness));
+            let floor = now.saturating_sub(self.lateness);
+            for r in (0..self.readers.len()).filter(|&r| self.caught_up[r]) {
+                self.readers.raise_floor_of(r, floor);
+            }
         }
         self.readers.hear(heard);
     }
+
 
     /// Whether this batch has its lines (a replay closes a tick per batch).
     pub fn batch_full(&self) -> bool {
@@ -182,6 +192,9 @@ impl Reading {
                 s.read(o, ts);
             }
         }
+        // Its lines were backlog, read in event time; the floor applies from
+        // the next activation on.
+        self.caught_up[r] |= chunk.caught_up;
         if let Some(e) = chunk.error.take() {
             // Not the end of the input: stop, without closing `A_end`.
             return Err(e);
@@ -211,7 +224,8 @@ impl Reading {
 
     /// The source gave every chunk it will give (`exhausted`) without a last
     /// one for some reader (it gave up): those readers are done. In a live
-    /// run, readers without data for `idle_timeout` become idle.
+    /// run, readers without data for `idle_timeout` become idle, once they
+    /// have caught up (a backlog is data to read, however slowly it comes).
     pub fn settle(&mut self, exhausted: bool) {
         if exhausted && !self.readers.done() {
             (0..self.readers.len()).for_each(|r| self.readers.finish(r));
@@ -219,7 +233,7 @@ impl Reading {
         if self.pace.live {
             let timeout = Duration::from_millis(self.pace.idle_timeout_ms);
             for (r, t) in self.last_data.iter().enumerate() {
-                if self.readers.state(r) == ReaderState::Active && t.elapsed() >= timeout {
+                if self.readers.state(r) == ReaderState::Active && self.caught_up[r] && t.elapsed() >= timeout {
                     self.readers.set_idle(r, true);
                 }
             }
@@ -299,7 +313,7 @@ mod tests {
     /// One worker reading two partitions, a day's tick, no drift allowed.
     fn two_partitions() -> Reading {
         let params = Params { tick_ms: DAY_MS, ..Params::default() };
-        let infos = (0..2).map(|p| ReaderInfo { name: format!("t:{p}"), partition: Some(p) }).collect();
+        let infos = (0..2).map(|p| ReaderInfo { name: format!("t:{p}"), partition: Some(p), backlog: true }).collect();
         Reading::new(&params, Pace::replay(0), 100, infos)
     }
 
@@ -331,5 +345,26 @@ mod tests {
         reading.readers.admit(1, T0 + DAY_MS + 30_000);
         assert_eq!(ahead(&reading, ActiveLow::NoneActive), [false, false]);
         assert_eq!(ahead(&reading, ActiveLow::Low(Some(T0))), [true, true], "another worker is a tick behind both");
+    }
+
+    #[test]
+    fn the_wall_clock_floor_applies_to_a_reader_only_once_it_has_caught_up() {
+        let pace = Pace { live: true, wall: Some(60_000), idle_timeout_ms: 0, stop: Default::default(), max_drift_ms: u64::MAX };
+        let infos = vec![ReaderInfo { name: "t:0".into(), partition: Some(0), backlog: true }, ReaderInfo { name: "t:1".into(), partition: Some(1), backlog: false }];
+        let mut reading = Reading::new(&Params::default(), pace, 100, infos);
+        let now = T0 + 9 * DAY_MS;
+        reading.readers.admit(0, T0);
+        reading.follow(now, ActiveLow::NoneActive);
+        assert_eq!(reading.readers.clock(0).watermark(), Some(T0 - 5_000), "the backlog is replayed in event time");
+        assert_eq!(reading.readers.clock(1).watermark(), Some(now - 5_000), "an empty partition has nothing to catch up on");
+        reading.settle(false);
+        assert_eq!(reading.readers.state(0), ReaderState::Active, "a reader with a backlog is never idle");
+        assert_eq!(reading.caught_up, [false, true]);
+        let mut tally = Tally::default();
+        let chunk = Chunk { reader: 0, caught_up: true, ..Chunk::default() };
+        reading.admit_chunk(chunk, now, &mut |_| {}, None, &mut tally).unwrap();
+        reading.follow(now, ActiveLow::NoneActive);
+        assert_eq!(reading.caught_up, [true, true]);
+        assert_eq!(reading.readers.clock(0).watermark(), Some(now - 5_000));
     }
 }
