@@ -31,6 +31,7 @@ use crate::sources::file::FileSource;
 use crate::sources::{reader, Alignment, GeneratorSource, LineChunks, LineSource, Pace, ReaderInfo, ReaderParts, WorkerInput};
 use crate::workload::Generator;
 use anyhow::{anyhow, bail, Context, Result};
+use clickflow_dataflows::params::Settings;
 use clickflow_dataflows::{build, Counters, Params, Routing};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -164,7 +165,7 @@ enum Store {
     Distributed(Vec<Box<dyn Rows>>, Option<MarkerParts>),
 }
 
-fn open_store(config: &Config, target: &RunTarget, kind: InputKind, kafka: Option<&Kafka>) -> Result<Store> {
+fn open_store(config: &Config, target: &RunTarget, kind: InputKind, kafka: Option<&Kafka>, settings: &Settings) -> Result<Store> {
     let first = target.cluster.process == 0;
     let committer = || -> Result<Option<Box<dyn Committer>>> {
         Ok(match kind {
@@ -177,7 +178,8 @@ fn open_store(config: &Config, target: &RunTarget, kind: InputKind, kafka: Optio
             if !first {
                 return Ok(Store::Central(None));
             }
-            let store = SqliteStore::open(&target.out.join(STORE_FILE))?;
+            let mut store = SqliteStore::open(&target.out.join(STORE_FILE))?;
+            store.check_settings(settings)?;
             let deltas = deltas_sink(config, &target.out, crate::sinks::Store::as_of(&store), kafka)?;
             Store::Central(Some(CentralParts { store: Box::new(store), deltas, committer: committer()? }))
         }
@@ -186,7 +188,8 @@ fn open_store(config: &Config, target: &RunTarget, kind: InputKind, kafka: Optio
             if !first {
                 return Ok(Store::Distributed(rows, None));
             }
-            let marker = RedisMarker::open(&config.redis)?;
+            let mut marker = RedisMarker::open(&config.redis)?;
+            marker.check_settings(settings)?;
             let deltas = deltas_sink(config, &target.out, crate::sinks::Marker::as_of(&marker), kafka)?;
             Store::Distributed(rows, Some(MarkerParts { marker: Box::new(marker), deltas, committer: committer()? }))
         }
@@ -326,7 +329,7 @@ pub fn run(config: &Config, target: &RunTarget) -> Result<Summary> {
     let kafka = uses_kafka(config, kind).then(|| Kafka::connect(&config.kafka)).transpose()?;
     let inputs = worker_inputs(config, target, kind, kafka.as_ref(), &metrics, &stop)?;
     std::fs::create_dir_all(&target.out).with_context(|| format!("cannot create the output directory {}", target.out.display()))?;
-    let store = open_store(config, target, kind, kafka.as_ref())?;
+    let store = open_store(config, target, kind, kafka.as_ref(), &params.settings())?;
     let dead_letters = if inputs.iter().any(Option::is_some) { Some(dead_letter_sink(config, &target.out, cluster.process, kafka.as_ref())?) } else { None };
     let pace = pace_of(config, kind, target, &stop)?;
     let error: FirstError = Arc::default();

@@ -172,3 +172,27 @@ fn get_reads_back_users_trends_and_trending() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no store at"));
 }
+
+#[test]
+fn a_run_with_other_settings_over_an_existing_store_stops_naming_the_keys() {
+    // SPEC section 11: the store records the section 9 settings; a run with
+    // others must not mix its records with the store's.
+    let dir = TempOut::new("settings");
+    let case = common::case_named("session_gap");
+    let out = dir.path().join("out");
+    let (same, other) = (dir.path().join("same.toml"), dir.path().join("other.toml"));
+    write(&same, b"[features]\nwindows = [\"1d\", \"7d\"]\n");
+    write(&other, b"[features]\nwindows = [\"1d\"]\n\n[sessions]\ngap = \"10m\"\n");
+    let run = |cfg: &Path| run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--input", case.events.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(run(&same).status.success());
+    let store = out.join(STORE_FILE);
+    let before = common::dump_sqlite(&store, common::DumpMode::Everything);
+    let o = run(&other);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("was written with other settings") && err.contains("features.windows: ") && err.contains("sessions.gap: 1800000 there, 600000 here"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(common::diff_dumps("before", &before, "after", &common::dump_sqlite(&store, common::DumpMode::Everything), 10).is_empty(), "the refused run wrote to the store");
+    let o = run(&same);
+    assert!(o.status.success(), "the same settings run on: {}", stderr(&o));
+}

@@ -83,3 +83,29 @@ fn redis_restarting_empty_mid_run_loses_nothing() {
     assert!(problems.is_empty(), "{}\n{stderr}", problems.into_iter().take(20).collect::<Vec<_>>().join("\n"));
     assert!(stderr.contains("unreachable"), "the run never saw the outage: {stderr}");
 }
+
+#[test]
+fn a_run_with_other_settings_over_a_redis_store_stops_naming_the_keys() {
+    let url = redis_url();
+    let mut conn = connect(&url);
+    let case = case_named("session_gap");
+    let prefix = "test:settings:";
+    clear(&mut conn, prefix);
+    let out = TempOut::new("redis-settings");
+    let cfg = |name: &str, extra: &str| {
+        let path = out.path().join(name);
+        std::fs::write(&path, format!("{extra}\n[store]\nkind = \"redis\"\n\n[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n")).unwrap();
+        path
+    };
+    let (same, other) = (cfg("same.toml", ""), cfg("other.toml", "[trends]\ntrending_k = 3\n"));
+    let run = |cfg: &Path| run_clickflow(["run", "--config", cfg.to_str().unwrap(), "--input", case.events.to_str().unwrap(), "--out", out.path().to_str().unwrap(), "--quiet"]);
+    assert!(run(&same).status.success());
+    let before = dump(&mut conn, prefix);
+    let o = run(&other);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("was written with other settings") && err.contains("trends.trending_k: 20 there, 3 here") && !err.contains("panicked"), "{err}");
+    assert_eq!(before, dump(&mut conn, prefix), "the refused run wrote to the store");
+    assert!(run(&same).status.success());
+    clear(&mut conn, prefix);
+}

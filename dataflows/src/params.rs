@@ -47,6 +47,50 @@ pub struct Window {
 /// One day in ms.
 pub const DAY_MS: u64 = 86_400_000;
 
+/// The settings a store and its checkpoints record (SPEC section 11): each
+/// section 9 key with its value in a canonical text (durations in ms, lists
+/// as JSON), so that two runs agree exactly when these texts are equal.
+pub type Settings = std::collections::BTreeMap<String, String>;
+
+impl Params {
+    /// This run's [`Settings`].
+    pub fn settings(&self) -> Settings {
+        let json = |v: serde_json::Value| v.to_string();
+        let windows: Vec<(&str, u64)> = self.windows.iter().map(|w| (w.name.as_str(), w.ms)).collect();
+        [
+            ("clock.tick", self.tick_ms.to_string()),
+            ("clock.allowed_lateness", self.allowed_lateness_ms.to_string()),
+            ("bots.user_agent_patterns", json(serde_json::json!(self.user_agent_patterns))),
+            ("bots.burst_events", self.burst_events.to_string()),
+            ("bots.burst_span", self.burst_span_ms.to_string()),
+            ("bots.daily_max_events", self.daily_max_events.to_string()),
+            ("sessions.gap", self.session_gap_ms.to_string()),
+            ("features.windows", json(serde_json::json!(windows))),
+            ("trends.widths", json(serde_json::json!(self.trend_widths_ms))),
+            ("trends.min_events", self.trend_min_events.to_string()),
+            ("trends.baseline", self.baseline_ms.to_string()),
+            ("trends.trending_k", self.trending_k.to_string()),
+            ("trends.trending_min_count", self.trending_min_count.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Where `stored` (what a store or checkpoint recorded) and `now` (this
+/// run's) differ, one line per key: `key: <stored> there, <now> here`
+/// (`(unset)` for a key one side lacks). Empty when they agree.
+pub fn settings_differ(stored: &Settings, now: &Settings) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = stored.keys().chain(now.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (a, b) = (stored.get(k), now.get(k));
+            (a != b).then(|| format!("{k}: {} there, {} here", a.map_or("(unset)", String::as_str), b.map_or("(unset)", String::as_str)))
+        })
+        .collect()
+}
+
 impl Default for Params {
     fn default() -> Self {
         let minute = 60_000;
@@ -134,5 +178,27 @@ impl Params {
             return Err("`trends.trending_k` must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_every_key_that_differs() {
+        let a = Params::default().settings();
+        assert_eq!(a["clock.tick"], "1000");
+        assert!(settings_differ(&a, &Params::default().settings()).is_empty());
+        let mut p = Params::default();
+        p.windows.truncate(1);
+        p.tick_ms = 2000;
+        let d = settings_differ(&a, &p.settings());
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0], "clock.tick: 1000 there, 2000 here");
+        assert!(d[1].starts_with("features.windows: [[\"1d\",86400000],"), "{d:?}");
+        let mut old = a.clone();
+        old.remove("trends.baseline");
+        assert_eq!(settings_differ(&old, &a), [format!("trends.baseline: (unset) there, {} here", a["trends.baseline"])]);
     }
 }

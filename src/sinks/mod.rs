@@ -24,6 +24,7 @@ pub mod distributed;
 pub mod jsonl;
 pub mod records;
 pub mod redis;
+pub mod settings;
 pub mod shared;
 pub mod sqlite;
 pub mod ticks;

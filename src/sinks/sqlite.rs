@@ -43,6 +43,19 @@ impl SqliteStore {
         let as_of = read_as_of(&conn, path)?;
         Ok(SqliteStore { path: path.to_owned(), conn, as_of })
     }
+
+    /// Checks the store's settings fingerprint against this run's, and
+    /// records this run's in a store without one ([`super::settings`]).
+    pub fn check_settings(&mut self, now: &clickflow_dataflows::params::Settings) -> Result<()> {
+        let ctx = || format!("cannot read meta.settings from {}", self.path.display());
+        let stored: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key = 'settings'", [], |r| r.get(0)).optional().with_context(ctx)?;
+        if let Some(json) = super::settings::check(stored.as_deref(), now, &self.path.display().to_string())? {
+            self.conn
+                .execute("INSERT INTO meta(key, value) VALUES ('settings', ?1)", params![json])
+                .with_context(|| format!("cannot record the settings in {}", self.path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The store's `meta.as_of`, if set.

@@ -22,6 +22,21 @@ impl RedisMarker {
         let as_of = read_as_of(link.conn()?, &keys)?;
         Ok(RedisMarker { link, keys, as_of })
     }
+
+    /// Checks the store's settings fingerprint (`<prefix>meta settings`)
+    /// against this run's, and records this run's in a store without one
+    /// ([`crate::sinks::settings`]).
+    pub fn check_settings(&mut self, now: &clickflow_dataflows::params::Settings) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let key = self.keys.meta();
+        let url = self.link.url.clone();
+        let conn = self.link.conn()?;
+        let stored: Option<String> = redis::cmd("HGET").arg(&key).arg("settings").query(conn).with_context(|| format!("cannot read {key} settings from {url}"))?;
+        if let Some(json) = crate::sinks::settings::check(stored.as_deref(), now, &format!("{url} (prefix {:?})", key.trim_end_matches("meta")))? {
+            redis::cmd("HSET").arg(&key).arg("settings").arg(json).query::<()>(conn).with_context(|| format!("cannot record the settings in {key} on {url}"))?;
+        }
+        Ok(())
+    }
 }
 
 impl Marker for RedisMarker {
